@@ -1,0 +1,377 @@
+"""The `scimgate` command: run the gateway, migrate the database, manage organizations and tokens.
+
+Every listing command (and `org create` / `token create`) takes `--json` for scripts. Errors end
+with exit code 1 (2 for usage) and a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import click
+
+from gateway.config import SETTINGS, Config, ConfigError
+from gateway.errors import GatewayError
+from gateway.store import Database, SchemaState
+
+
+class CliContext:
+    def __init__(self) -> None:
+        self._config: Config | None = None
+        self._db: Database | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = Config.from_env()
+        return self._config
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            c = self.config
+            self._db = Database(
+                c.database_url,
+                pool_size=c.db_pool_size,
+                statement_timeout_ms=c.db_statement_timeout_ms,
+            )
+        return self._db
+
+    def current_db(self) -> Database:
+        """The database, refusing to go on unless its schema is current."""
+        state = self.db.schema_state()
+        if state is SchemaState.CURRENT:
+            return self.db
+        raise click.ClickException(_schema_message(state))
+
+
+def _schema_message(state: SchemaState) -> str:
+    if state is SchemaState.EMPTY:
+        return "the database has no scimgate schema yet: run `scimgate db upgrade` first"
+    if state is SchemaState.OUTDATED:
+        return (
+            "the database schema is out of date: run `scimgate db upgrade` "
+            "(or start with `scimgate serve --upgrade`)"
+        )
+    return (
+        "the database schema has a revision this version of scimgate does not know: "
+        "is a newer scimgate using this database?"
+    )
+
+
+pass_ctx = click.make_pass_decorator(CliContext, ensure=True)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Domain and configuration errors become one-line messages, never tracebacks."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (GatewayError, ConfigError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    rows = [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    click.echo(line.rstrip())
+    for row in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@click.group()
+def main() -> None:
+    """scimgate: SCIM 2.0 and LDAP provisioning gateway."""
+
+
+# --- serve ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--bind", help="HOST:PORT to listen on (default: GATEWAY_BIND).")
+@click.option("--workers", type=int, help="gunicorn workers (default: GATEWAY_WEB_WORKERS).")
+@click.option("--upgrade", is_flag=True, help="Apply pending database migrations first.")
+@click.option("--no-demo", is_flag=True, help="Do not create a demo organization on an empty database.")
+@pass_ctx
+@handle_errors
+def serve(ctx: CliContext, bind: str | None, workers: int | None, upgrade: bool, no_demo: bool) -> None:
+    """Run the gateway (gunicorn) on GATEWAY_BIND."""
+    config = ctx.config
+    db = ctx.db
+    state = db.schema_state()
+    # A fresh install gets its schema without asking; an existing database is only migrated
+    # when the operator says so, since a migration may want a backup first.
+    if state is SchemaState.EMPTY or (state is SchemaState.OUTDATED and upgrade):
+        db.upgrade()
+    elif state is not SchemaState.CURRENT:
+        raise click.ClickException(_schema_message(state))
+    if not no_demo:
+        _create_demo_org(ctx)
+    db.dispose()  # gunicorn forks: each worker opens its own connections
+
+    from gateway.serve import run_gunicorn
+
+    run_gunicorn(config, bind=bind or config.bind, workers=workers or config.web_workers)
+
+
+def _create_demo_org(ctx: CliContext) -> None:
+    from sqlalchemy import func, select
+
+    from gateway.orgs import create_org
+    from gateway.store.models import Organization
+    from gateway.tokens import issue_token
+
+    with ctx.db.transaction() as session:
+        if session.scalar(select(func.count()).select_from(Organization)):
+            return
+        org = create_org(session, "Demo", plan="enterprise", seats=10)
+        issued = issue_token(session, org=org, description="demo token created by serve")
+        base = ctx.config.scim_base_url(org.id)
+    click.echo(
+        "Created the demo organization. Its SCIM settings (the token is shown only this once):\n"
+        f"  SCIM base URL: {base}\n"
+        f"  Bearer token:  {issued.secret}\n"
+    )
+
+
+# --- db -------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema migrations."""
+
+
+@db.command("upgrade")
+@pass_ctx
+@handle_errors
+def db_upgrade(ctx: CliContext) -> None:
+    """Apply every pending migration."""
+    before = ctx.db.current_revision()
+    ctx.db.upgrade()
+    after = ctx.db.current_revision()
+    if before == after:
+        click.echo(f"The schema is current (revision {after}).")
+    else:
+        click.echo(f"Upgraded the schema from {before or 'empty'} to {after}.")
+
+
+@db.command("status")
+@json_option
+@pass_ctx
+@handle_errors
+def db_status(ctx: CliContext, as_json: bool) -> None:
+    """Show the schema revision and whether migrations are pending."""
+    state = ctx.db.schema_state()
+    data = {
+        "database": ctx.db.engine.url.render_as_string(hide_password=True),
+        "revision": ctx.db.current_revision(),
+        "head": ctx.db.head_revision(),
+        "state": state.value,
+    }
+    if as_json:
+        print_json(data)
+    else:
+        for key, value in data.items():
+            click.echo(f"{key}: {value}")
+    if state is not SchemaState.CURRENT:
+        sys.exit(1)
+
+
+# --- organizations ----------------------------------------------------------------------------
+
+
+@main.group()
+def org() -> None:
+    """Client organizations."""
+
+
+@org.command("create")
+@click.argument("name")
+@click.option("--plan", type=click.Choice(["teams", "enterprise"]), default="teams", show_default=True)
+@click.option("--seats", type=click.IntRange(min=0), default=0, show_default=True, help="Seats assigned now.")
+@click.option("--seat-limit", type=click.IntRange(min=0), help="Most seats it may grow to.")
+@click.option("--billing-email")
+@click.option("--owner-email")
+@json_option
+@pass_ctx
+@handle_errors
+def org_create(
+    ctx: CliContext,
+    name: str,
+    plan: str,
+    seats: int,
+    seat_limit: int | None,
+    billing_email: str | None,
+    owner_email: str | None,
+    as_json: bool,
+) -> None:
+    """Create a client organization and print its id and SCIM base URL."""
+    from gateway.orgs import create_org
+
+    with ctx.current_db().transaction() as session:
+        created = create_org(
+            session,
+            name,
+            plan=plan,
+            seats=seats,
+            seat_limit=seat_limit,
+            billing_email=billing_email,
+            owner_email=owner_email,
+            actor="admin:cli",
+        )
+    base = ctx.config.scim_base_url(created.id)
+    if as_json:
+        print_json({"id": created.id, "name": created.name, "plan": created.plan,
+                    "seats": created.seats, "seat_limit": created.seat_limit, "scim_base_url": base})
+    else:
+        click.echo(f"Created organization {created.name}")
+        click.echo(f"  id:            {created.id}")
+        click.echo(f"  SCIM base URL: {base}")
+        click.echo(f"Next: scimgate token create --org {created.id}")
+
+
+@org.command("list")
+@json_option
+@pass_ctx
+@handle_errors
+def org_list(ctx: CliContext, as_json: bool) -> None:
+    """The clients table: plan and assigned / used / remaining seats."""
+    from gateway.orgs import list_orgs
+
+    with ctx.current_db().read() as session:
+        rows = list_orgs(session)
+    if as_json:
+        print_json([
+            {"id": o.id, "name": o.name, "plan": o.plan, "assigned": s.assigned, "used": s.used,
+             "remaining": s.remaining, "seat_limit": o.seat_limit,
+             "scim_base_url": ctx.config.scim_base_url(o.id)}
+            for o, s in rows
+        ])
+        return
+    print_table(
+        ["Client", "Plan", "Assigned", "Used", "Remaining", "Id"],
+        [(o.name, o.plan.title(), s.assigned, s.used, s.remaining, o.id) for o, s in rows],
+    )
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+
+@main.group()
+def token() -> None:
+    """SCIM bearer tokens."""
+
+
+@token.command("create")
+@click.option("--org", "org_key", required=True, help="Organization id or name.")
+@click.option("--description", help="What the token is for, e.g. 'Okta production'.")
+@json_option
+@pass_ctx
+@handle_errors
+def token_create(ctx: CliContext, org_key: str, description: str | None, as_json: bool) -> None:
+    """Create a SCIM token; it is printed once and only its hash is kept."""
+    from gateway.orgs import find_org
+    from gateway.tokens import issue_token
+
+    with ctx.current_db().transaction() as session:
+        organization = find_org(session, org_key)
+        issued = issue_token(session, org=organization, description=description, actor="admin:cli")
+        base = ctx.config.scim_base_url(organization.id)
+    if as_json:
+        print_json({"id": issued.token.id, "org_id": organization.id, "token": issued.secret,
+                    "prefix": issued.token.prefix, "scim_base_url": base})
+    else:
+        click.echo(f"SCIM token for {organization.name} (shown only this once; store it in your IdP):")
+        click.echo(f"  {issued.secret}")
+        click.echo(f"  SCIM base URL: {base}")
+
+
+@token.command("list")
+@click.option("--org", "org_key", help="Only this organization (id or name).")
+@json_option
+@pass_ctx
+@handle_errors
+def token_list(ctx: CliContext, org_key: str | None, as_json: bool) -> None:
+    """Tokens with their id, prefix, creation and last use (never the token itself)."""
+    from gateway.orgs import find_org
+    from gateway.tokens import list_tokens
+
+    with ctx.current_db().read() as session:
+        organization = find_org(session, org_key) if org_key else None
+        tokens = list_tokens(session, org=organization)
+        rows = [
+            {"id": t.id, "org_id": t.org_id, "organization": t.organization.name if t.organization else None,
+             "prefix": t.prefix, "description": t.description, "created": t.created_at,
+             "last_used": t.last_used_at, "revoked": t.revoked_at}
+            for t in tokens
+        ]
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        ["Id", "Organization", "Prefix", "Created", "Last used", "Revoked", "Description"],
+        [(r["id"], r["organization"], r["prefix"] + "…", _when(r["created"]), _when(r["last_used"]) or "never",
+          _when(r["revoked"]), r["description"]) for r in rows],
+    )
+
+
+def _when(value: Any) -> str | None:
+    return value.strftime("%Y-%m-%d %H:%M") if value else None
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@pass_ctx
+@handle_errors
+def token_revoke(ctx: CliContext, token_id: str) -> None:
+    """Revoke a token: requests with it fail from now on."""
+    from gateway.tokens import revoke_token
+
+    with ctx.current_db().transaction() as session:
+        revoked = revoke_token(session, token_id, actor="admin:cli")
+    click.echo(f"Revoked token {revoked.id} ({revoked.prefix}…).")
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+@main.command("config")
+@click.option("--markdown", is_flag=True, help="Print the reference table in Markdown.")
+def config_cmd(markdown: bool) -> None:
+    """Check the settings and print them (secrets hidden), or the reference table."""
+    if markdown:
+        click.echo("| Variable | Default | Meaning |\n| --- | --- | --- |")
+        for s in SETTINGS:
+            click.echo(f"| `{s.name}` | {f'`{s.default}`' if s.default else '—'} | {s.help} |")
+        return
+    try:
+        config = Config.from_env(create_dirs=False)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    for s in SETTINGS:
+        key = s.name.removeprefix("GATEWAY_").lower()
+        value = getattr(config, key)
+        if key == "secret_key":
+            value = "(set)"
+        click.echo(f"{s.name}={value}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,197 @@
+"""Settings: every knob is an environment variable `GATEWAY_*`, read and checked in one place.
+
+Does: parse, default and validate settings; derive the database URL and the secret key.
+Does not: open connections or touch the database (see `gateway.store`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A setting has a value the gateway cannot use; the message names the variable."""
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("expected a whole number of at least 0")
+    return value
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError("expected one of " + ", ".join(options))
+        return value
+
+    return parse
+
+
+def _url(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError("expected an absolute http:// or https:// URL, e.g. https://scim.example.com")
+    return raw.strip().rstrip("/")
+
+
+def _database_url(raw: str) -> str:
+    value = raw.strip()
+    if value.startswith("postgresql://") or value.startswith("postgres://"):
+        # psycopg 3 is the driver we ship; the bare scheme would ask SQLAlchemy for psycopg2.
+        value = "postgresql+psycopg://" + value.split("://", 1)[1]
+    if not (value.startswith("sqlite:///") or value.startswith("postgresql+psycopg://")):
+        raise ValueError(
+            "expected sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DATABASE"
+        )
+    return value
+
+
+def _bind(raw: str) -> str:
+    host, sep, port = raw.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8080")
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    parse: Callable[[str], object]
+    default: str | None
+    help: str
+
+
+# The reference table in the README is generated from this list (`scimgate config`), so the two
+# cannot drift apart.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("GATEWAY_DATA_DIR", str, "./data", "Directory for the SQLite file, the generated secret key and mail drops."),
+    Setting("GATEWAY_DATABASE_URL", _database_url, None, "Database; default `sqlite:///<data dir>/scimgate.db`. PostgreSQL: `postgresql+psycopg://user@host:5432/db`."),
+    Setting("GATEWAY_PUBLIC_URL", _url, "http://127.0.0.1:8080", "URL clients reach the gateway at; used in SCIM base URLs, `meta.location` and invitation links."),
+    Setting("GATEWAY_BIND", _bind, "127.0.0.1:8080", "Address `scimgate serve` listens on."),
+    Setting("GATEWAY_WEB_WORKERS", _positive_int, "2", "gunicorn worker processes started by `scimgate serve`."),
+    Setting("GATEWAY_SECRET_KEY", str, None, "Key that signs sessions and invitation links; default: generated once into `<data dir>/secret_key`."),
+    Setting("GATEWAY_LOG_FORMAT", _choice("text", "json"), "text", "`text` for people, `json` (one object per line) for log collectors."),
+    Setting("GATEWAY_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "Lowest level that is logged."),
+    Setting("GATEWAY_TRUST_PROXY", _non_negative_int, "0", "Number of reverse proxies in front whose X-Forwarded-For/-Proto/-Host/-Prefix headers are trusted (0: none)."),
+    Setting("GATEWAY_SCIM_DEFAULT_COUNT", _positive_int, "100", "Page size of a SCIM list when the client sends no `count`."),
+    Setting("GATEWAY_SCIM_MAX_RESULTS", _positive_int, "1000", "Largest SCIM page (`filter.maxResults`); a larger `count` is lowered to it."),
+    Setting("GATEWAY_SCIM_MAX_PAYLOAD", _positive_int, "1048576", "Largest SCIM request body in bytes (`bulk.maxPayloadSize`); larger bodies get 413."),
+    Setting("GATEWAY_SCIM_BULK_MAX_OPERATIONS", _positive_int, "1000", "Most operations in one SCIM Bulk request (`bulk.maxOperations`)."),
+    Setting("GATEWAY_DB_POOL_SIZE", _positive_int, "5", "Connections kept open per process (PostgreSQL)."),
+    Setting("GATEWAY_DB_STATEMENT_TIMEOUT_MS", _non_negative_int, "15000", "PostgreSQL statement timeout in milliseconds (0: none)."),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    database_url: str
+    public_url: str
+    bind: str
+    web_workers: int
+    secret_key: str
+    log_format: str
+    log_level: str
+    trust_proxy: int
+    scim_default_count: int
+    scim_max_results: int
+    scim_max_payload: int
+    scim_bulk_max_operations: int
+    db_pool_size: int
+    db_statement_timeout_ms: int
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def scim_base_url(self, org_id: str) -> str:
+        return f"{self.public_url}/scim/v2/{org_id}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, create_dirs: bool = True) -> Config:
+        """Read settings from `env` (default: the process environment); raise ConfigError on any
+        bad value, naming the variable and what it expects."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for setting in SETTINGS:
+            raw = env.get(setting.name)
+            if raw is None or raw.strip() == "":
+                raw = setting.default
+            if raw is None:
+                values[setting.name] = None
+                continue
+            try:
+                values[setting.name] = setting.parse(raw)
+            except ValueError as exc:
+                reason = str(exc) if not str(exc).startswith("invalid literal") else "expected a whole number"
+                raise ConfigError(f"{setting.name}={raw!r} is not valid: {reason}.") from None
+
+        data_dir = Path(str(values["GATEWAY_DATA_DIR"])).expanduser().resolve()
+        if create_dirs:
+            try:
+                data_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"GATEWAY_DATA_DIR={str(values['GATEWAY_DATA_DIR'])!r} cannot be created: {exc.strerror}."
+                ) from None
+        database_url = values["GATEWAY_DATABASE_URL"] or f"sqlite:///{data_dir / 'scimgate.db'}"
+        secret_key = values["GATEWAY_SECRET_KEY"] or _stored_secret_key(data_dir, create_dirs)
+        if len(str(secret_key)) < 16:
+            raise ConfigError("GATEWAY_SECRET_KEY is too short: use at least 16 random characters.")
+
+        names = {f.name for f in fields(cls)}
+        kwargs = {
+            name.removeprefix("GATEWAY_").lower(): value
+            for name, value in values.items()
+            if name.removeprefix("GATEWAY_").lower() in names
+        }
+        kwargs.update(data_dir=data_dir, database_url=database_url, secret_key=secret_key)
+        config = cls(**kwargs)
+        if config.scim_default_count > config.scim_max_results:
+            raise ConfigError(
+                "GATEWAY_SCIM_DEFAULT_COUNT must not be larger than GATEWAY_SCIM_MAX_RESULTS."
+            )
+        return config
+
+
+def _stored_secret_key(data_dir: Path, create: bool) -> str:
+    """The key generated on first start, kept beside the database so restarts keep sessions and
+    invitation links valid."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    if not create:
+        return secrets.token_urlsafe(48)
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process wrote it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key

@@ -1,0 +1,66 @@
+"""Logging: text or JSON lines, a request id on every line of a request, secrets never written.
+
+Does: configure the root logger and the per-request access line. Does not: log headers or bodies;
+bearer tokens and passwords have no way into a log line from here (and `redact` scrubs the token
+format from any message as a second line of defence).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+
+from flask import g, has_request_context
+
+_TOKEN = re.compile(r"\b(sg[ta])_[0-9a-f]{16}_[A-Za-z0-9_-]+")
+_BEARER = re.compile(r"(?i)(bearer\s+)\S+")
+
+
+def redact(message: str) -> str:
+    message = _TOKEN.sub(r"\1_[redacted]", message)
+    return _BEARER.sub(r"\1[redacted]", message)
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = getattr(g, "request_id", "-") if has_request_context() else "-"
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "request_id": getattr(record, "request_id", "-"),
+            "message": redact(record.getMessage()),
+        }
+        for key in ("method", "path", "status", "duration_ms", "org_id", "remote_addr"):
+            if hasattr(record, key):
+                doc[key] = getattr(record, key)
+        if record.exc_info:
+            doc["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(doc)
+
+
+def configure_logging(log_format: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler.addFilter(_RequestIdFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Our access line replaces werkzeug's, which would print query strings.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -1,0 +1,9 @@
+"""The store: SQLAlchemy models, engine and sessions, and Alembic migrations.
+
+Does: persistence of both layers, schema versioning, the unit of work around each transaction.
+Does not: decide anything about SCIM, provisioning or members; callers bring the rules.
+"""
+
+from gateway.store.db import Database, SchemaState
+
+__all__ = ["Database", "SchemaState"]

@@ -1,0 +1,132 @@
+"""Engine, sessions and schema state for SQLite (WAL, foreign keys on) and PostgreSQL (psycopg 3)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class SchemaState(enum.Enum):
+    EMPTY = "empty"  # no tables at all: a fresh install
+    CURRENT = "current"
+    OUTDATED = "outdated"  # migrations are waiting: `scimgate db upgrade`
+    UNKNOWN = "unknown"  # a revision this code does not know (newer code wrote it?)
+
+
+def make_engine(url: str, *, pool_size: int = 5, statement_timeout_ms: int = 0) -> Engine:
+    if url.startswith("sqlite"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            # Let SQLAlchemy own transactions: the driver's implicit BEGIN would hide ours.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+            # A writing transaction takes the write lock up front (IMMEDIATE), so two writers
+            # queue on busy_timeout instead of one failing with "database is locked" half way
+            # through; reads stay DEFERRED and run beside writers under WAL.
+            if conn.get_execution_options().get("read_only"):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+
+    options = f"-c statement_timeout={statement_timeout_ms}" if statement_timeout_ms else ""
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"options": options} if options else {},
+    )
+
+
+def alembic_config(engine: Engine) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+class Database:
+    """One engine and its session factory; `transaction()` is the unit of work."""
+
+    def __init__(self, url: str, *, pool_size: int = 5, statement_timeout_ms: int = 0) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size=pool_size, statement_timeout_ms=statement_timeout_ms)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessions = sessionmaker(
+            self.engine.execution_options(read_only=True), expire_on_commit=False
+        )
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Everything inside commits together or not at all."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading; on SQLite it does not take the write lock."""
+        with self.read_sessions() as session:
+            yield session
+
+    # --- schema ---------------------------------------------------------------------------
+
+    def head_revision(self) -> str:
+        script = ScriptDirectory.from_config(alembic_config(self.engine))
+        return str(script.get_current_head())
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def schema_state(self) -> SchemaState:
+        current = self.current_revision()
+        if current is None:
+            tables = set(inspect(self.engine).get_table_names()) - {"alembic_version"}
+            return SchemaState.EMPTY if not tables else SchemaState.UNKNOWN
+        if current == self.head_revision():
+            return SchemaState.CURRENT
+        script = ScriptDirectory.from_config(alembic_config(self.engine))
+        known = {rev.revision for rev in script.walk_revisions()}
+        return SchemaState.OUTDATED if current in known else SchemaState.UNKNOWN
+
+    def upgrade(self, revision: str = "head") -> None:
+        command.upgrade(alembic_config(self.engine), revision)
+
+    def downgrade(self, revision: str) -> None:
+        command.downgrade(alembic_config(self.engine), revision)
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("select 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
