@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
+import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -107,11 +110,21 @@ def main() -> None:
 @click.option("--bind", help="HOST:PORT to listen on (default: GATEWAY_BIND).")
 @click.option("--workers", type=int, help="gunicorn workers (default: GATEWAY_WEB_WORKERS).")
 @click.option("--upgrade", is_flag=True, help="Apply pending database migrations first.")
-@click.option("--no-demo", is_flag=True, help="Do not create a demo organization on an empty database.")
+@click.option(
+    "--no-demo", is_flag=True, help="Do not create a demo organization on an empty database."
+)
+@click.option("--no-worker", is_flag=True, help="Serve HTTP only; run `scimgate worker` elsewhere.")
 @pass_ctx
 @handle_errors
-def serve(ctx: CliContext, bind: str | None, workers: int | None, upgrade: bool, no_demo: bool) -> None:
-    """Run the gateway (gunicorn) on GATEWAY_BIND."""
+def serve(
+    ctx: CliContext,
+    bind: str | None,
+    workers: int | None,
+    upgrade: bool,
+    no_demo: bool,
+    no_worker: bool,
+) -> None:
+    """Run the gateway (gunicorn) on GATEWAY_BIND, with a worker process beside it."""
     config = ctx.config
     db = ctx.db
     state = db.schema_state()
@@ -127,7 +140,34 @@ def serve(ctx: CliContext, bind: str | None, workers: int | None, upgrade: bool,
 
     from gateway.serve import run_gunicorn
 
-    run_gunicorn(config, bind=bind or config.bind, workers=workers or config.web_workers)
+    background = None
+    if not no_worker:
+        background = subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker"])
+    try:
+        run_gunicorn(config, bind=bind or config.bind, workers=workers or config.web_workers)
+    finally:
+        if background is not None:
+            background.terminate()
+            try:
+                background.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                background.kill()
+
+
+@main.command()
+@pass_ctx
+@handle_errors
+def worker(ctx: CliContext) -> None:
+    """Deliver invitations and webhooks and run what is due, until stopped (SIGTERM/SIGINT)."""
+    from gateway.logs import configure_logging
+    from gateway.outbox.worker import run_forever
+
+    configure_logging(ctx.config.log_format, ctx.config.log_level)
+    db = ctx.current_db()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run_forever(db, ctx.config, stop)
 
 
 def _create_demo_org(ctx: CliContext) -> None:
@@ -204,8 +244,12 @@ def org() -> None:
 
 @org.command("create")
 @click.argument("name")
-@click.option("--plan", type=click.Choice(["teams", "enterprise"]), default="teams", show_default=True)
-@click.option("--seats", type=click.IntRange(min=0), default=0, show_default=True, help="Seats assigned now.")
+@click.option(
+    "--plan", type=click.Choice(["teams", "enterprise"]), default="teams", show_default=True
+)
+@click.option(
+    "--seats", type=click.IntRange(min=0), default=0, show_default=True, help="Seats assigned now."
+)
 @click.option("--seat-limit", type=click.IntRange(min=0), help="Most seats it may grow to.")
 @click.option("--billing-email")
 @click.option("--owner-email")
@@ -238,8 +282,16 @@ def org_create(
         )
     base = ctx.config.scim_base_url(created.id)
     if as_json:
-        print_json({"id": created.id, "name": created.name, "plan": created.plan,
-                    "seats": created.seats, "seat_limit": created.seat_limit, "scim_base_url": base})
+        print_json(
+            {
+                "id": created.id,
+                "name": created.name,
+                "plan": created.plan,
+                "seats": created.seats,
+                "seat_limit": created.seat_limit,
+                "scim_base_url": base,
+            }
+        )
     else:
         click.echo(f"Created organization {created.name}")
         click.echo(f"  id:            {created.id}")
@@ -258,12 +310,21 @@ def org_list(ctx: CliContext, as_json: bool) -> None:
     with ctx.current_db().read() as session:
         rows = list_orgs(session)
     if as_json:
-        print_json([
-            {"id": o.id, "name": o.name, "plan": o.plan, "assigned": s.assigned, "used": s.used,
-             "remaining": s.remaining, "seat_limit": o.seat_limit,
-             "scim_base_url": ctx.config.scim_base_url(o.id)}
-            for o, s in rows
-        ])
+        print_json(
+            [
+                {
+                    "id": o.id,
+                    "name": o.name,
+                    "plan": o.plan,
+                    "assigned": s.assigned,
+                    "used": s.used,
+                    "remaining": s.remaining,
+                    "seat_limit": o.seat_limit,
+                    "scim_base_url": ctx.config.scim_base_url(o.id),
+                }
+                for o, s in rows
+            ]
+        )
         return
     print_table(
         ["Client", "Plan", "Assigned", "Used", "Remaining", "Id"],
@@ -295,10 +356,19 @@ def token_create(ctx: CliContext, org_key: str, description: str | None, as_json
         issued = issue_token(session, org=organization, description=description, actor="admin:cli")
         base = ctx.config.scim_base_url(organization.id)
     if as_json:
-        print_json({"id": issued.token.id, "org_id": organization.id, "token": issued.secret,
-                    "prefix": issued.token.prefix, "scim_base_url": base})
+        print_json(
+            {
+                "id": issued.token.id,
+                "org_id": organization.id,
+                "token": issued.secret,
+                "prefix": issued.token.prefix,
+                "scim_base_url": base,
+            }
+        )
     else:
-        click.echo(f"SCIM token for {organization.name} (shown only this once; store it in your IdP):")
+        click.echo(
+            f"SCIM token for {organization.name} (shown only this once; store it in your IdP):"
+        )
         click.echo(f"  {issued.secret}")
         click.echo(f"  SCIM base URL: {base}")
 
@@ -317,9 +387,16 @@ def token_list(ctx: CliContext, org_key: str | None, as_json: bool) -> None:
         organization = find_org(session, org_key) if org_key else None
         tokens = list_tokens(session, org=organization)
         rows = [
-            {"id": t.id, "org_id": t.org_id, "organization": t.organization.name if t.organization else None,
-             "prefix": t.prefix, "description": t.description, "created": t.created_at,
-             "last_used": t.last_used_at, "revoked": t.revoked_at}
+            {
+                "id": t.id,
+                "org_id": t.org_id,
+                "organization": t.organization.name if t.organization else None,
+                "prefix": t.prefix,
+                "description": t.description,
+                "created": t.created_at,
+                "last_used": t.last_used_at,
+                "revoked": t.revoked_at,
+            }
             for t in tokens
         ]
     if as_json:
@@ -327,8 +404,18 @@ def token_list(ctx: CliContext, org_key: str | None, as_json: bool) -> None:
         return
     print_table(
         ["Id", "Organization", "Prefix", "Created", "Last used", "Revoked", "Description"],
-        [(r["id"], r["organization"], r["prefix"] + "…", _when(r["created"]), _when(r["last_used"]) or "never",
-          _when(r["revoked"]), r["description"]) for r in rows],
+        [
+            (
+                r["id"],
+                r["organization"],
+                r["prefix"] + "…",
+                _when(r["created"]),
+                _when(r["last_used"]) or "never",
+                _when(r["revoked"]),
+                r["description"],
+            )
+            for r in rows
+        ],
     )
 
 
@@ -368,7 +455,7 @@ def config_cmd(markdown: bool) -> None:
     for s in SETTINGS:
         key = s.name.removeprefix("GATEWAY_").lower()
         value = getattr(config, key)
-        if key == "secret_key":
+        if key in {"secret_key", "smtp_password"} and value:
             value = "(set)"
         click.echo(f"{s.name}={value}")
 

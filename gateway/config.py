@@ -54,7 +54,9 @@ def _choice(*options: str) -> Callable[[str], str]:
 def _url(raw: str) -> str:
     parts = urlsplit(raw.strip())
     if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise ValueError("expected an absolute http:// or https:// URL, e.g. https://scim.example.com")
+        raise ValueError(
+            "expected an absolute http:// or https:// URL, e.g. https://scim.example.com"
+        )
     return raw.strip().rstrip("/")
 
 
@@ -64,9 +66,7 @@ def _database_url(raw: str) -> str:
         # psycopg 3 is the driver we ship; the bare scheme would ask SQLAlchemy for psycopg2.
         value = "postgresql+psycopg://" + value.split("://", 1)[1]
     if not (value.startswith("sqlite:///") or value.startswith("postgresql+psycopg://")):
-        raise ValueError(
-            "expected sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DATABASE"
-        )
+        raise ValueError("expected sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DATABASE")
     return value
 
 
@@ -88,21 +88,131 @@ class Setting:
 # The reference table in the README is generated from this list (`scimgate config`), so the two
 # cannot drift apart.
 SETTINGS: tuple[Setting, ...] = (
-    Setting("GATEWAY_DATA_DIR", str, "./data", "Directory for the SQLite file, the generated secret key and mail drops."),
-    Setting("GATEWAY_DATABASE_URL", _database_url, None, "Database; default `sqlite:///<data dir>/scimgate.db`. PostgreSQL: `postgresql+psycopg://user@host:5432/db`."),
-    Setting("GATEWAY_PUBLIC_URL", _url, "http://127.0.0.1:8080", "URL clients reach the gateway at; used in SCIM base URLs, `meta.location` and invitation links."),
+    Setting(
+        "GATEWAY_DATA_DIR",
+        str,
+        "./data",
+        "Directory for the SQLite file, the generated secret key and mail drops.",
+    ),
+    Setting(
+        "GATEWAY_DATABASE_URL",
+        _database_url,
+        None,
+        "Database; default `sqlite:///<data dir>/scimgate.db`. PostgreSQL: `postgresql+psycopg://user@host:5432/db`.",
+    ),
+    Setting(
+        "GATEWAY_PUBLIC_URL",
+        _url,
+        "http://127.0.0.1:8080",
+        "URL clients reach the gateway at; used in SCIM base URLs, `meta.location` and "
+        "invitation links.",
+    ),
     Setting("GATEWAY_BIND", _bind, "127.0.0.1:8080", "Address `scimgate serve` listens on."),
-    Setting("GATEWAY_WEB_WORKERS", _positive_int, "2", "gunicorn worker processes started by `scimgate serve`."),
-    Setting("GATEWAY_SECRET_KEY", str, None, "Key that signs sessions and invitation links; default: generated once into `<data dir>/secret_key`."),
-    Setting("GATEWAY_LOG_FORMAT", _choice("text", "json"), "text", "`text` for people, `json` (one object per line) for log collectors."),
-    Setting("GATEWAY_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "Lowest level that is logged."),
-    Setting("GATEWAY_TRUST_PROXY", _non_negative_int, "0", "Number of reverse proxies in front whose X-Forwarded-For/-Proto/-Host/-Prefix headers are trusted (0: none)."),
-    Setting("GATEWAY_SCIM_DEFAULT_COUNT", _positive_int, "100", "Page size of a SCIM list when the client sends no `count`."),
-    Setting("GATEWAY_SCIM_MAX_RESULTS", _positive_int, "1000", "Largest SCIM page (`filter.maxResults`); a larger `count` is lowered to it."),
-    Setting("GATEWAY_SCIM_MAX_PAYLOAD", _positive_int, "1048576", "Largest SCIM request body in bytes (`bulk.maxPayloadSize`); larger bodies get 413."),
-    Setting("GATEWAY_SCIM_BULK_MAX_OPERATIONS", _positive_int, "1000", "Most operations in one SCIM Bulk request (`bulk.maxOperations`)."),
-    Setting("GATEWAY_DB_POOL_SIZE", _positive_int, "5", "Connections kept open per process (PostgreSQL)."),
-    Setting("GATEWAY_DB_STATEMENT_TIMEOUT_MS", _non_negative_int, "15000", "PostgreSQL statement timeout in milliseconds (0: none)."),
+    Setting(
+        "GATEWAY_WEB_WORKERS",
+        _positive_int,
+        "2",
+        "gunicorn worker processes started by `scimgate serve`.",
+    ),
+    Setting(
+        "GATEWAY_SECRET_KEY",
+        str,
+        None,
+        "Key that signs sessions and invitation links; default: generated once into "
+        "`<data dir>/secret_key`.",
+    ),
+    Setting(
+        "GATEWAY_LOG_FORMAT",
+        _choice("text", "json"),
+        "text",
+        "`text` for people, `json` (one object per line) for log collectors.",
+    ),
+    Setting(
+        "GATEWAY_LOG_LEVEL",
+        _choice("debug", "info", "warning", "error"),
+        "info",
+        "Lowest level that is logged.",
+    ),
+    Setting(
+        "GATEWAY_TRUST_PROXY",
+        _non_negative_int,
+        "0",
+        "Number of reverse proxies in front whose X-Forwarded-For/-Proto/-Host/-Prefix "
+        "headers are trusted (0: none).",
+    ),
+    Setting(
+        "GATEWAY_SCIM_DEFAULT_COUNT",
+        _positive_int,
+        "100",
+        "Page size of a SCIM list when the client sends no `count`.",
+    ),
+    Setting(
+        "GATEWAY_SCIM_MAX_RESULTS",
+        _positive_int,
+        "1000",
+        "Largest SCIM page (`filter.maxResults`); a larger `count` is lowered to it.",
+    ),
+    Setting(
+        "GATEWAY_SCIM_MAX_PAYLOAD",
+        _positive_int,
+        "1048576",
+        "Largest SCIM request body in bytes (`bulk.maxPayloadSize`); larger bodies get 413.",
+    ),
+    Setting(
+        "GATEWAY_SCIM_BULK_MAX_OPERATIONS",
+        _positive_int,
+        "1000",
+        "Most operations in one SCIM Bulk request (`bulk.maxOperations`).",
+    ),
+    Setting(
+        "GATEWAY_DB_POOL_SIZE",
+        _positive_int,
+        "5",
+        "Connections kept open per process (PostgreSQL).",
+    ),
+    Setting(
+        "GATEWAY_DB_STATEMENT_TIMEOUT_MS",
+        _non_negative_int,
+        "15000",
+        "PostgreSQL statement timeout in milliseconds (0: none).",
+    ),
+    Setting(
+        "GATEWAY_SMTP_HOST",
+        str,
+        None,
+        "SMTP server for invitations; unset: mails are written as .eml files under "
+        "`<data dir>/mail`.",
+    ),
+    Setting("GATEWAY_SMTP_PORT", _positive_int, "587", "SMTP port."),
+    Setting(
+        "GATEWAY_SMTP_SECURITY",
+        _choice("none", "starttls", "tls"),
+        "starttls",
+        "`starttls`, `tls` (implicit TLS, usually port 465) or `none`.",
+    ),
+    Setting("GATEWAY_SMTP_USERNAME", str, None, "SMTP login, if the server wants one."),
+    Setting("GATEWAY_SMTP_PASSWORD", str, None, "SMTP password (never logged)."),
+    Setting(
+        "GATEWAY_MAIL_FROM", str, "scimgate <noreply@localhost>", "Sender of invitation mails."
+    ),
+    Setting(
+        "GATEWAY_INVITE_TTL_HOURS",
+        _positive_int,
+        "120",
+        "How long an invitation link stays valid (default 5 days).",
+    ),
+    Setting(
+        "GATEWAY_OUTBOX_MAX_ATTEMPTS",
+        _positive_int,
+        "8",
+        "Delivery attempts (with exponential backoff) before a message is marked failed.",
+    ),
+    Setting(
+        "GATEWAY_WORKER_POLL_SECONDS",
+        _positive_int,
+        "2",
+        "How often an idle worker looks for due messages and connector runs.",
+    ),
 )
 
 
@@ -123,6 +233,15 @@ class Config:
     scim_bulk_max_operations: int
     db_pool_size: int
     db_statement_timeout_ms: int
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    mail_from: str = "scimgate <noreply@localhost>"
+    invite_ttl_hours: int = 120
+    outbox_max_attempts: int = 8
+    worker_poll_seconds: int = 2
     extra: dict = field(default_factory=dict)
 
     @property
@@ -148,7 +267,11 @@ class Config:
             try:
                 values[setting.name] = setting.parse(raw)
             except ValueError as exc:
-                reason = str(exc) if not str(exc).startswith("invalid literal") else "expected a whole number"
+                reason = (
+                    str(exc)
+                    if not str(exc).startswith("invalid literal")
+                    else "expected a whole number"
+                )
                 raise ConfigError(f"{setting.name}={raw!r} is not valid: {reason}.") from None
 
         data_dir = Path(str(values["GATEWAY_DATA_DIR"])).expanduser().resolve()
@@ -157,7 +280,8 @@ class Config:
                 data_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ConfigError(
-                    f"GATEWAY_DATA_DIR={str(values['GATEWAY_DATA_DIR'])!r} cannot be created: {exc.strerror}."
+                    f"GATEWAY_DATA_DIR={str(values['GATEWAY_DATA_DIR'])!r} cannot be created: "
+                    f"{exc.strerror}."
                 ) from None
         database_url = values["GATEWAY_DATABASE_URL"] or f"sqlite:///{data_dir / 'scimgate.db'}"
         secret_key = values["GATEWAY_SECRET_KEY"] or _stored_secret_key(data_dir, create_dirs)

@@ -36,5 +36,6 @@ def run_gunicorn(config: Config, *, bind: str, workers: int) -> None:
         "timeout": 60,
         "graceful_timeout": 20,
         "proc_name": "scimgate",
+        "control_socket_disable": True,
     }
     _Gunicorn(config, options).run()

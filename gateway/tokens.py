@@ -94,7 +94,9 @@ def touch_token(session: Session, token_id: str) -> None:
     session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
 
 
-def list_tokens(session: Session, *, org: Organization | None = None, kind: str = "scim") -> list[ApiToken]:
+def list_tokens(
+    session: Session, *, org: Organization | None = None, kind: str = "scim"
+) -> list[ApiToken]:
     query = select(ApiToken).where(ApiToken.kind == kind).order_by(ApiToken.created_at)
     if org is not None:
         query = query.where(ApiToken.org_id == org.id)

@@ -80,7 +80,9 @@ def pg_server() -> Iterator[_PgServer]:
 
 
 @pytest.fixture(scope="session")
-def migrated_database(db_kind: str, tmp_path_factory: pytest.TempPathFactory, request) -> Iterator[Database]:
+def migrated_database(
+    db_kind: str, tmp_path_factory: pytest.TempPathFactory, request
+) -> Iterator[Database]:
     """The schema built once per database kind by running every migration from empty."""
     if db_kind == "sqlite":
         path = tmp_path_factory.mktemp("sqlite") / "template.db"

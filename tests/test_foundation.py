@@ -77,10 +77,23 @@ def test_unknown_revision_is_reported_not_guessed(empty_database: Database) -> N
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
     [
-        ("GATEWAY_WEB_WORKERS", "many", "GATEWAY_WEB_WORKERS='many' is not valid: expected a whole number"),
+        (
+            "GATEWAY_WEB_WORKERS",
+            "many",
+            "GATEWAY_WEB_WORKERS='many' is not valid: expected a whole number",
+        ),
         ("GATEWAY_WEB_WORKERS", "0", "expected a whole number of at least 1"),
-        ("GATEWAY_PUBLIC_URL", "scim.example.com", "GATEWAY_PUBLIC_URL='scim.example.com' is not valid: expected an absolute"),
-        ("GATEWAY_DATABASE_URL", "mysql://x/y", "GATEWAY_DATABASE_URL='mysql://x/y' is not valid: expected sqlite:///PATH or postgresql"),
+        (
+            "GATEWAY_PUBLIC_URL",
+            "scim.example.com",
+            "GATEWAY_PUBLIC_URL='scim.example.com' is not valid: expected an absolute",
+        ),
+        (
+            "GATEWAY_DATABASE_URL",
+            "mysql://x/y",
+            "GATEWAY_DATABASE_URL='mysql://x/y' is not valid: "
+            "expected sqlite:///PATH or postgresql",
+        ),
         ("GATEWAY_LOG_FORMAT", "xml", "expected one of text, json"),
         ("GATEWAY_BIND", "8080", "expected HOST:PORT"),
         ("GATEWAY_SECRET_KEY", "short", "GATEWAY_SECRET_KEY is too short"),
@@ -108,7 +121,9 @@ def test_defaults_put_sqlite_and_a_private_secret_key_in_the_data_dir(tmp_path: 
     assert config.database_url == f"sqlite:///{tmp_path / 'd' / 'scimgate.db'}"
     key_file = tmp_path / "d" / "secret_key"
     assert key_file.stat().st_mode & 0o777 == 0o600
-    assert Config.from_env({"GATEWAY_DATA_DIR": str(tmp_path / "d")}).secret_key == config.secret_key
+    assert (
+        Config.from_env({"GATEWAY_DATA_DIR": str(tmp_path / "d")}).secret_key == config.secret_key
+    )
 
 
 def test_plain_postgresql_url_uses_psycopg3(tmp_path: Path) -> None:
@@ -146,7 +161,9 @@ def cli(database: Database, tmp_path: Path):
 
 
 def test_org_create_prints_id_and_scim_base_url(cli) -> None:
-    out = json.loads(cli("org", "create", "Acme Corp", "--plan", "enterprise", "--seats", "25", "--json").output)
+    out = json.loads(
+        cli("org", "create", "Acme Corp", "--plan", "enterprise", "--seats", "25", "--json").output
+    )
     assert out["name"] == "Acme Corp" and out["plan"] == "enterprise" and out["seats"] == 25
     assert out["scim_base_url"] == f"https://gw.example.test/scim/v2/{out['id']}"
     text_out = cli("org", "create", "Globex").output
@@ -160,7 +177,14 @@ def test_org_list_shows_the_clients_table(cli, database: Database) -> None:
     cli("org", "create", "Globex", "--plan", "enterprise", "--seats", "3", "--seat-limit", "5")
     with database.transaction() as session:
         for i, status in enumerate(["invited", "accepted", "confirmed", "revoked", "staged"]):
-            session.add(Member(org_id=acme["id"], email=f"u{i}@acme.test", email_lower=f"u{i}@acme.test", status=status))
+            session.add(
+                Member(
+                    org_id=acme["id"],
+                    email=f"u{i}@acme.test",
+                    email_lower=f"u{i}@acme.test",
+                    status=status,
+                )
+            )
     lines = cli("org", "list").output.splitlines()
     assert lines[0].split() == ["Client", "Plan", "Assigned", "Used", "Remaining", "Id"]
     assert lines[1].split()[:5] == ["Acme", "Teams", "10", "3", "7"]
@@ -188,7 +212,9 @@ def test_token_create_list_revoke_by_org_name_or_id(cli, database: Database, cli
     assert by_id["token"] != issued["token"]
 
     auth = {"Authorization": f"Bearer {issued['token']}"}
-    assert client.get(f"/scim/v2/{org['id']}/ServiceProviderConfig", headers=auth).status_code == 200
+    assert (
+        client.get(f"/scim/v2/{org['id']}/ServiceProviderConfig", headers=auth).status_code == 200
+    )
 
     listing = json.loads(cli("token", "list", "--org", "Acme", "--json").output)
     assert {t["id"] for t in listing} == {issued["id"], by_id["id"]}
@@ -198,9 +224,13 @@ def test_token_create_list_revoke_by_org_name_or_id(cli, database: Database, cli
     assert issued["token"] not in cli("token", "list").output
 
     assert "Revoked token" in cli("token", "revoke", issued["id"]).output
-    assert client.get(f"/scim/v2/{org['id']}/ServiceProviderConfig", headers=auth).status_code == 401
+    assert (
+        client.get(f"/scim/v2/{org['id']}/ServiceProviderConfig", headers=auth).status_code == 401
+    )
     other = {"Authorization": f"Bearer {by_id['token']}"}
-    assert client.get(f"/scim/v2/{org['id']}/ServiceProviderConfig", headers=other).status_code == 200
+    assert (
+        client.get(f"/scim/v2/{org['id']}/ServiceProviderConfig", headers=other).status_code == 200
+    )
 
 
 def test_token_for_unknown_org_says_how_to_find_one(cli) -> None:
@@ -214,7 +244,9 @@ def test_raw_token_is_not_in_the_database_file(tmp_path: Path) -> None:
     runner = CliRunner()
     assert runner.invoke(main, ["db", "upgrade"], env=env).exit_code == 0
     org = json.loads(runner.invoke(main, ["org", "create", "Acme", "--json"], env=env).output)
-    token = json.loads(runner.invoke(main, ["token", "create", "--org", org["id"], "--json"], env=env).output)
+    token = json.loads(
+        runner.invoke(main, ["token", "create", "--org", org["id"], "--json"], env=env).output
+    )
     conn = sqlite3.connect(tmp_path / "scimgate.db")
     conn.execute("pragma wal_checkpoint(truncate)")
     conn.close()
@@ -246,7 +278,12 @@ def test_wrong_and_foreign_tokens_are_rejected_alike(client, database: Database)
     assert answers[1] == answers[3]
     # the bare token without "Bearer" is accepted, as some IdPs send it
     assert client.get(url, headers={"Authorization": acme_token}).status_code == 200
-    assert client.get(f"/scim/v2/{globex}/Users", headers={"Authorization": f"Bearer {globex_token}"}).status_code == 200
+    assert (
+        client.get(
+            f"/scim/v2/{globex}/Users", headers={"Authorization": f"Bearer {globex_token}"}
+        ).status_code
+        == 200
+    )
 
 
 def test_cli_refuses_an_empty_database_and_names_the_command(tmp_path: Path) -> None:

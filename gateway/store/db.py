@@ -1,4 +1,4 @@
-"""Engine, sessions and schema state for SQLite (WAL, foreign keys on) and PostgreSQL (psycopg 3)."""
+"""Engine, sessions and schema state: SQLite (WAL, foreign keys on) and PostgreSQL (psycopg 3)."""
 
 from __future__ import annotations
 
@@ -75,7 +75,9 @@ class Database:
 
     def __init__(self, url: str, *, pool_size: int = 5, statement_timeout_ms: int = 0) -> None:
         self.url = url
-        self.engine = make_engine(url, pool_size=pool_size, statement_timeout_ms=statement_timeout_ms)
+        self.engine = make_engine(
+            url, pool_size=pool_size, statement_timeout_ms=statement_timeout_ms
+        )
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.read_sessions = sessionmaker(
             self.engine.execution_options(read_only=True), expire_on_commit=False

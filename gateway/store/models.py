@@ -26,7 +26,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
-    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -144,7 +143,11 @@ class DirectoryGroup(Base):
     __tablename__ = "directory_groups"
     __table_args__ = (
         Index(
-            "uq_directory_groups_display_name", "org_id", "source", "display_name_lower", unique=True
+            "uq_directory_groups_display_name",
+            "org_id",
+            "source",
+            "display_name_lower",
+            unique=True,
         ),
         Index("uq_directory_groups_external_id", "org_id", "source", "external_id", unique=True),
         Index("ix_directory_groups_last_modified", "org_id", "source", "last_modified"),
@@ -168,9 +171,7 @@ class DirectoryGroupMember(Base):
 
     __tablename__ = "directory_group_members"
     __table_args__ = (
-        CheckConstraint(
-            "(user_id is null) <> (child_group_id is null)", name="exactly_one_member"
-        ),
+        CheckConstraint("(user_id is null) <> (child_group_id is null)", name="exactly_one_member"),
         Index("uq_directory_group_members_user", "group_id", "user_id", unique=True),
         Index("uq_directory_group_members_group", "group_id", "child_group_id", unique=True),
         Index("ix_directory_group_members_user_id", "user_id"),
@@ -198,9 +199,7 @@ PERMISSIONS = ("view", "view-except-passwords", "edit", "edit-except-passwords",
 class Member(Base):
     __tablename__ = "members"
     __table_args__ = (
-        CheckConstraint(
-            "role in ('owner', 'admin', 'user', 'custom')", name="role"
-        ),
+        CheckConstraint("role in ('owner', 'admin', 'user', 'custom')", name="role"),
         CheckConstraint(
             "status in ('staged', 'invited', 'accepted', 'confirmed', 'revoked')", name="status"
         ),
@@ -327,7 +326,9 @@ class OutboxMessage(Base):
     org_id: Mapped[str | None] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(30))
     payload: Mapped[dict] = mapped_column(JsonDoc, default=dict)
-    message_id: Mapped[str] = mapped_column(String(200), default=lambda: f"<{uuid.uuid4()}@scimgate>")
+    message_id: Mapped[str] = mapped_column(
+        String(200), default=lambda: f"<{uuid.uuid4()}@scimgate>"
+    )
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -371,7 +372,9 @@ class ApiToken(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(10), default="scim")
     org_id: Mapped[str | None] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
-    admin_id: Mapped[str | None] = mapped_column(ForeignKey("console_admins.id", ondelete="CASCADE"))
+    admin_id: Mapped[str | None] = mapped_column(
+        ForeignKey("console_admins.id", ondelete="CASCADE")
+    )
     description: Mapped[str | None] = mapped_column(String(200))
     prefix: Mapped[str] = mapped_column(String(40))
     token_hash: Mapped[str] = mapped_column(String(64))
@@ -388,9 +391,7 @@ ADMIN_ROLES = ("provider_admin", "service_user", "org_admin")
 class ConsoleAdmin(Base):
     __tablename__ = "console_admins"
     __table_args__ = (
-        CheckConstraint(
-            "role in ('provider_admin', 'service_user', 'org_admin')", name="role"
-        ),
+        CheckConstraint("role in ('provider_admin', 'service_user', 'org_admin')", name="role"),
         Index("uq_console_admins_email", "email_lower", unique=True),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -414,3 +415,73 @@ class ConsoleAdminOrg(Base):
     org_id: Mapped[str] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
     )
+
+
+# --- provisioning bookkeeping (revision 0002) ---------------------------------------------------
+
+
+class OrgMapping(Base):
+    """The organization's mapping file (YAML, see mappings/); no row means the defaults."""
+
+    __tablename__ = "org_mappings"
+    org_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    text: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class ProvisionedGroup(Base):
+    """Marks an org group as the engine's (reconcile manages its members, access and existence;
+    groups without this row were made by hand and are left alone). `origin` is the smallest
+    directory group id feeding it, so a directory rename renames the org group."""
+
+    __tablename__ = "provisioned_groups"
+    __table_args__ = (Index("ix_provisioned_groups_org", "org_id", "origin"),)
+    group_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    origin: Mapped[str] = mapped_column(String(36))
+
+
+class DirectoryGroupDigest(Base):
+    """What the rules made of each directory group at the last reconcile (its org group, scope
+    and role and the groups above it). The incremental reconcile compares it with today's to
+    know when a group change reaches every user below the group and when only the listed ones.
+    No foreign key: the row outlives its group so a deletion can still be traced."""
+
+    __tablename__ = "directory_group_digests"
+    __table_args__ = (Index("ix_directory_group_digests_org", "org_id"),)
+    directory_group_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    digest: Mapped[str] = mapped_column(Text)
+    target: Mapped[str | None] = mapped_column(String(400))
+
+
+HELD_STATUSES = ("pending", "approved", "dropped")
+
+
+class HeldChange(Base):
+    """A deprovisioning the mass-deprovision guard held back until an admin approves or drops it."""
+
+    __tablename__ = "held_changes"
+    __table_args__ = (
+        CheckConstraint("status in ('pending', 'approved', 'dropped')", name="status"),
+        Index("ix_held_changes_org_status", "org_id", "status"),
+        Index("ix_held_changes_member", "member_id"),
+    )
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    member_id: Mapped[str | None] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(40))
+    change: Mapped[dict] = mapped_column(JsonDoc, default=dict)
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(200))

@@ -1,4 +1,4 @@
-"""Alembic environment: the engine comes from the gateway (`Database.upgrade`), never from an ini."""
+"""Alembic environment: the engine comes from the gateway (`Database.upgrade`), not an ini."""
 
 from alembic import context
 

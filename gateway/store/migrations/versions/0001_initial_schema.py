@@ -5,8 +5,8 @@ Revises: (none)
 Create Date: 2026-11-21
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0001"
@@ -406,7 +406,8 @@ def upgrade() -> None:
         sa.Column("collection_id", sa.String(length=36), nullable=False),
         sa.Column("permission", sa.String(length=30), nullable=False),
         sa.CheckConstraint(
-            "permission in ('view', 'view-except-passwords', 'edit', 'edit-except-passwords', 'manage')",
+            "permission in ('view', 'view-except-passwords', 'edit', 'edit-except-passwords',"
+            " 'manage')",
             name=op.f("ck_group_collection_access_permission"),
         ),
         sa.ForeignKeyConstraint(

@@ -1,0 +1,90 @@
+"""The outbox table as a queue: enqueue in the caller's transaction, claim with a lease, settle."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from gateway.store import Database
+from gateway.store.models import OutboxMessage, utcnow
+
+# A claimed message is someone's for this long; a worker killed mid-delivery loses its claim
+# when the lease runs out and another worker delivers the message.
+LEASE = timedelta(minutes=2)
+
+
+def enqueue(session: Session, kind: str, payload: dict, *, org_id: str | None) -> OutboxMessage:
+    message = OutboxMessage(kind=kind, payload=payload, org_id=org_id)
+    session.add(message)
+    session.flush()
+    return message
+
+
+def backoff(attempts: int) -> timedelta:
+    """30 s, 1 min, 2 min, 4 min, ... capped at one hour."""
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def claim(db: Database, *, limit: int = 20, now: datetime | None = None) -> list[OutboxMessage]:
+    now = now or utcnow()
+    with db.transaction() as session:
+        query = (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.status == "pending",
+                OutboxMessage.next_attempt_at <= now,
+                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+            )
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .limit(limit)
+        )
+        if db.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        messages = list(session.scalars(query))
+        for message in messages:
+            message.claimed_until = now + LEASE
+    return messages
+
+
+def settle_sent(db: Database, message_id: int) -> None:
+    with db.transaction() as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.status == "pending")
+            .values(
+                status="sent",
+                sent_at=utcnow(),
+                attempts=OutboxMessage.attempts + 1,
+                claimed_until=None,
+                last_error=None,
+            )
+        )
+
+
+def settle_failed(db: Database, message_id: int, error: str, *, max_attempts: int) -> bool:
+    """Record a failed attempt; True when that was the last one and the message is now failed."""
+    with db.transaction() as session:
+        message = session.get(OutboxMessage, message_id)
+        if message is None or message.status != "pending":
+            return False
+        message.attempts += 1
+        message.last_error = error[:2000]
+        message.claimed_until = None
+        if message.attempts >= max_attempts:
+            message.status = "failed"
+            return True
+        message.next_attempt_at = utcnow() + backoff(message.attempts)
+        return False
+
+
+def retry(session: Session, message_id: int) -> OutboxMessage | None:
+    """Put a failed message back in the queue (an admin's 'resend')."""
+    message = session.get(OutboxMessage, message_id)
+    if message is None:
+        return None
+    message.status = "pending"
+    message.next_attempt_at = utcnow()
+    message.claimed_until = None
+    return message

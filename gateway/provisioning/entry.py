@@ -1,0 +1,35 @@
+"""The one door from the sources into the engine: a source that changed the directory layer calls
+`directory_changed` inside the same transaction, so the org layer never lags behind a commit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+
+@dataclass
+class DirectoryChange:
+    org_id: str
+    source: str  # "scim" or "ldap:<connector>"
+    actor: str  # who to name in events: scim, ldap:<connector>, admin:<id>
+    user_ids: set[str] = field(default_factory=set)
+    group_ids: set[str] = field(default_factory=set)
+    # Users deleted from the directory layer; their rows are gone by the time the engine runs.
+    deleted_user_ids: set[str] = field(default_factory=set)
+    deleted_group_ids: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.user_ids or self.group_ids or self.deleted_user_ids or self.deleted_group_ids)
+
+
+# Observers registered by tests and (next) the incremental reconcile; called in order.
+_handlers: list = []
+
+
+def directory_changed(session: Session, change: DirectoryChange) -> None:
+    """Run the engine for `change` in the caller's transaction."""
+    if not change:
+        return
+    for handler in list(_handlers):
+        handler(session, change)

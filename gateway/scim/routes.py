@@ -1,0 +1,334 @@
+"""SCIM 2.0 over HTTP under `/scim/v2/<org id>/` (RFC 7644): routing, bearer auth per
+organization, bodies and query parameters in, SCIM JSON and headers out, every error as a SCIM
+error body. The operations themselves live in service.py, Bulk in bulk.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, g, request
+
+from gateway.app import gateway
+from gateway.errors import Unauthorized as TokenRejected
+from gateway.scim import discovery
+from gateway.scim.bulk import run_bulk
+from gateway.scim.errors import (
+    InvalidSyntax,
+    InvalidValue,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ScimError,
+    Unauthorized,
+)
+from gateway.scim.resources import parse_attribute_list
+from gateway.scim.schema import RESOURCE_TYPES, SCHEMAS, ResourceType
+from gateway.scim.service import Query, ScimService
+from gateway.tokens import needs_touch, touch_token, verify_token
+
+log = logging.getLogger(__name__)
+scim = Blueprint("scim", __name__, url_prefix="/scim/v2/<org_id>")
+SCIM_JSON = "application/scim+json"
+SEARCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+ENDPOINTS = {rt.endpoint.strip("/"): rt for rt in RESOURCE_TYPES.values()}
+
+
+def scim_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    data = "" if body is None else json.dumps(body)
+    response = Response(data, status=status, content_type=SCIM_JSON)
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+@scim.errorhandler(ScimError)
+def _scim_error(exc: ScimError) -> Response:
+    headers = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="scimgate"'
+    return scim_response(exc.body(), exc.status, headers)
+
+
+@scim.errorhandler(404)
+def _not_found(_exc: Exception) -> Response:
+    return _scim_error(NotFound("no such SCIM endpoint"))
+
+
+@scim.errorhandler(405)
+def _not_allowed(_exc: Exception) -> Response:
+    return _scim_error(MethodNotAllowed(f"{request.method} is not supported on this endpoint"))
+
+
+@scim.errorhandler(Exception)
+def _unexpected(exc: Exception) -> Response:
+    log.exception("SCIM request failed")
+    return scim_response(ScimError("internal error", status=500).body(), 500)
+
+
+# --- authentication ----------------------------------------------------------------------------
+
+
+@scim.url_value_preprocessor
+def _org_from_url(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    g.org_id = (values or {}).pop("org_id", None)
+
+
+@scim.before_request
+def _authenticate() -> None:
+    header = request.headers.get("Authorization", "").strip()
+    # Some IdPs send the bare token without the word Bearer.
+    raw = header[7:].strip() if header[:7].lower() == "bearer " else header
+    if not raw:
+        raise Unauthorized("a bearer token is required: Authorization: Bearer <token>")
+    db = gateway().db
+    try:
+        with db.read() as session:
+            token = verify_token(session, raw, kind="scim")
+            stale = needs_touch(token)
+    except TokenRejected:
+        raise Unauthorized("the bearer token is not valid") from None
+    # A token of another organization gets the same answer as a wrong one: nothing about the
+    # organization in the URL is revealed.
+    if token.org_id != g.org_id:
+        raise Unauthorized("the bearer token is not valid")
+    if stale:
+        with db.transaction() as session:
+            touch_token(session, token.id)
+
+
+# --- request helpers ----------------------------------------------------------------------------
+
+
+def base_url() -> str:
+    gw = gateway()
+    # Behind trusted proxies the URL the client used (X-Forwarded-* through ProxyFix) wins.
+    root = request.url_root.rstrip("/") if gw.config.trust_proxy else gw.config.public_url
+    return f"{root}/scim/v2/{g.org_id}"
+
+
+def json_body() -> Any:
+    limit = gateway().config.scim_max_payload
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    raw = request.get_data(cache=False)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    if not raw.strip():
+        raise InvalidSyntax("the request needs a JSON body")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidSyntax(f"the request body is not valid JSON: {exc}") from None
+
+
+def _int_param(params: dict, name: str, default: int | None) -> int | None:
+    value = params.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidValue(f"{name} must be an integer, got {value!r}") from None
+
+
+def query_from(params: dict) -> Query:
+    sort_order = params.get("sortOrder") or "ascending"
+    if sort_order.lower() not in {"ascending", "descending"}:
+        raise InvalidValue("sortOrder must be ascending or descending")
+    return Query(
+        filter=params.get("filter") or None,
+        sort_by=params.get("sortBy") or None,
+        sort_order=sort_order,
+        start_index=_int_param(params, "startIndex", 1) or 1,
+        count=_int_param(params, "count", None),
+        attributes=tuple(parse_attribute_list(params.get("attributes"))),
+        excluded=tuple(parse_attribute_list(params.get("excludedAttributes"))),
+    )
+
+
+def service(session) -> ScimService:  # type: ignore[no-untyped-def]
+    config = gateway().config
+    return ScimService(
+        session,
+        g.org_id,
+        base_url(),
+        default_count=config.scim_default_count,
+        max_results=config.scim_max_results,
+    )
+
+
+def resource_type(endpoint: str) -> ResourceType:
+    rtype = ENDPOINTS.get(endpoint)
+    if rtype is None:
+        raise NotFound(f"no SCIM endpoint /{endpoint}")
+    return rtype
+
+
+def wants_body() -> bool:
+    return "attributes" in request.args or "excludedAttributes" in request.args
+
+
+# --- discovery (RFC 7644 §4) ----------------------------------------------------------------------
+
+
+@scim.route("/ServiceProviderConfig", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def service_provider_config() -> Response:
+    _only_get()
+    return scim_response(discovery.service_provider_config(gateway().config, base_url()))
+
+
+@scim.route("/ResourceTypes", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def resource_types() -> Response:
+    _only_get()
+    items = discovery.resource_types(base_url())
+    return scim_response(_list(items))
+
+
+@scim.route("/ResourceTypes/<name>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def resource_type_by_id(name: str) -> Response:
+    _only_get()
+    for item in discovery.resource_types(base_url()):
+        if item["id"] == name:
+            return scim_response(item)
+    raise NotFound(f"no resource type {name}")
+
+
+@scim.route("/Schemas", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def schemas() -> Response:
+    _only_get()
+    return scim_response(_list(discovery.schemas(base_url())))
+
+
+@scim.route("/Schemas/<path:schema_id>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def schema_by_id(schema_id: str) -> Response:
+    _only_get()
+    if schema_id not in SCHEMAS:
+        raise NotFound(f"no schema {schema_id}")
+    return scim_response(SCHEMAS[schema_id].to_scim(f"{base_url()}/Schemas/{schema_id}"))
+
+
+def _only_get() -> None:
+    if request.method != "GET":
+        raise MethodNotAllowed(f"{request.path.rsplit('/', 1)[-1]} is read-only")
+
+
+def _list(items: list[dict]) -> dict:
+    return {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": len(items),
+        "startIndex": 1,
+        "itemsPerPage": len(items),
+        "Resources": items,
+    }
+
+
+# --- Users and Groups ---------------------------------------------------------------------------
+
+
+@scim.get("/<endpoint>")
+def list_resources(endpoint: str) -> Response:
+    rtype = resource_type(endpoint)
+    query = query_from(request.args)
+    with gateway().db.read() as session:
+        return scim_response(service(session).search(rtype, query))
+
+
+@scim.post("/<endpoint>/.search")
+def search_resources(endpoint: str) -> Response:
+    rtype = resource_type(endpoint)
+    body = json_body()
+    if not isinstance(body, dict):
+        raise InvalidSyntax("a SearchRequest must be a JSON object")
+    if SEARCH_SCHEMA not in (body.get("schemas") or []):
+        raise InvalidSyntax(f'a SearchRequest needs "schemas": ["{SEARCH_SCHEMA}"]')
+    params = {k: v for k, v in body.items() if k != "schemas"}
+    for key in ("attributes", "excludedAttributes"):
+        if isinstance(params.get(key), list):
+            params[key] = ",".join(str(v) for v in params[key])
+    query = query_from(params)
+    with gateway().db.read() as session:
+        return scim_response(service(session).search(rtype, query))
+
+
+@scim.post("/<endpoint>")
+def create_resource(endpoint: str) -> Response:
+    rtype = resource_type(endpoint)
+    body = json_body()
+    query = query_from(request.args)
+    with gateway().db.transaction() as session:
+        outcome = service(session).create(rtype, body, query)
+    location = f"{base_url()}{rtype.endpoint}/{outcome.row.id}"
+    return scim_response(outcome.document, 201, {"Location": location, "ETag": outcome.etag})
+
+
+@scim.get("/<endpoint>/<resource_id>")
+def get_resource(endpoint: str, resource_id: str) -> Response:
+    rtype = resource_type(endpoint)
+    query = query_from(request.args)
+    with gateway().db.read() as session:
+        outcome = service(session).get(rtype, resource_id, query)
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match and outcome.etag in {t.strip() for t in if_none_match.split(",")}:
+        return Response(status=304, headers={"ETag": outcome.etag})
+    return scim_response(outcome.document, 200, {"ETag": outcome.etag})
+
+
+@scim.put("/<endpoint>/<resource_id>")
+def replace_resource(endpoint: str, resource_id: str) -> Response:
+    rtype = resource_type(endpoint)
+    body = json_body()
+    query = query_from(request.args)
+    with gateway().db.transaction() as session:
+        outcome = service(session).replace(
+            rtype, resource_id, body, if_match=request.headers.get("If-Match"), query=query
+        )
+    return scim_response(outcome.document, 200, {"ETag": outcome.etag})
+
+
+@scim.patch("/<endpoint>/<resource_id>")
+def patch_resource(endpoint: str, resource_id: str) -> Response:
+    rtype = resource_type(endpoint)
+    body = json_body()
+    query = query_from(request.args)
+    # Users answer with the resource; Groups with 204 unless asked for attributes, so a change
+    # to one member of a huge group never reads the whole member list (RFC 7644 §3.5.2).
+    want = rtype.name == "User" or wants_body()
+    with gateway().db.transaction() as session:
+        outcome = service(session).patch(
+            rtype,
+            resource_id,
+            body,
+            if_match=request.headers.get("If-Match"),
+            query=query,
+            want_body=want,
+        )
+    if outcome.document is None:
+        return Response(status=204, headers={"ETag": outcome.etag})
+    return scim_response(outcome.document, 200, {"ETag": outcome.etag})
+
+
+@scim.delete("/<endpoint>/<resource_id>")
+def delete_resource(endpoint: str, resource_id: str) -> Response:
+    rtype = resource_type(endpoint)
+    with gateway().db.transaction() as session:
+        service(session).delete(rtype, resource_id, if_match=request.headers.get("If-Match"))
+    return Response(status=204)
+
+
+# --- Bulk (RFC 7644 §3.7) -------------------------------------------------------------------------
+
+
+@scim.post("/Bulk")
+def bulk() -> Response:
+    body = json_body()
+    config = gateway().config
+    result = run_bulk(
+        body,
+        db=gateway().db,
+        make_service=service,
+        max_operations=config.scim_bulk_max_operations,
+    )
+    return scim_response(result, 200)

@@ -1,0 +1,534 @@
+"""SCIM operations on the directory layer of one organization (RFC 7644 §3.3-3.6).
+
+Does: create, read, list/search, replace, patch and delete Users and Groups as the `scim` source,
+enforce uniqueness and preconditions, build representations with `meta`, and hand every write to
+the provisioning engine in the same transaction. Does not: parse HTTP (routes.py does) or commit
+(the caller's unit of work does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway.provisioning import DirectoryChange, directory_changed
+from gateway.scim import resources
+from gateway.scim.errors import (
+    InvalidValue,
+    NotFound,
+    PreconditionFailed,
+    Uniqueness,
+)
+from gateway.scim.filter import compile_filter, sort_column
+from gateway.scim.patch import apply_patch
+from gateway.scim.schema import GROUP_TYPE, USER_TYPE, ResourceType
+from gateway.store.models import DirectoryGroup, DirectoryGroupMember, DirectoryUser, utcnow
+
+SOURCE = "scim"
+LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+
+
+def iso(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def etag(row: DirectoryUser | DirectoryGroup) -> str:
+    return f'W/"{row.version}"'
+
+
+@dataclass(frozen=True)
+class Query:
+    filter: str | None = None
+    sort_by: str | None = None
+    sort_order: str = "ascending"
+    start_index: int = 1
+    count: int | None = None
+    attributes: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
+
+
+@dataclass
+class Outcome:
+    row: DirectoryUser | DirectoryGroup
+    document: dict[str, Any] | None  # None: answer 204
+
+    @property
+    def etag(self) -> str:
+        return etag(self.row)
+
+
+class ScimService:
+    def __init__(
+        self,
+        session: Session,
+        org_id: str,
+        base_url: str,
+        *,
+        default_count: int = 100,
+        max_results: int = 1000,
+    ) -> None:
+        self.session = session
+        self.org_id = org_id
+        self.base_url = base_url
+        self.default_count = default_count
+        self.max_results = max_results
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _model(self, rtype: ResourceType) -> type[DirectoryUser] | type[DirectoryGroup]:
+        return DirectoryUser if rtype is USER_TYPE else DirectoryGroup
+
+    def _scope(self, rtype: ResourceType):  # type: ignore[no-untyped-def]
+        model = self._model(rtype)
+        return (model.org_id == self.org_id) & (model.source == SOURCE)
+
+    def load(self, rtype: ResourceType, resource_id: str, *, for_update: bool = False):  # type: ignore[no-untyped-def]
+        model = self._model(rtype)
+        query = select(model).where(self._scope(rtype), model.id == resource_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self.session.scalar(query)
+        if row is None:
+            # The same answer for "never existed" and "belongs to another organization".
+            raise NotFound(f"{rtype.name} {resource_id} not found")
+        return row
+
+    def get(self, rtype: ResourceType, resource_id: str, query: Query = Query()) -> Outcome:
+        row = self.load(rtype, resource_id)
+        return Outcome(row, self.represent([row], rtype, query)[0])
+
+    def search(self, rtype: ResourceType, query: Query) -> dict[str, Any]:
+        model = self._model(rtype)
+        condition = self._scope(rtype)
+        if query.filter:
+            condition = condition & compile_filter(query.filter, rtype)
+        total = self.session.scalar(select(func.count()).select_from(model).where(condition)) or 0
+        start = max(query.start_index, 1)
+        count = self.default_count if query.count is None else max(query.count, 0)
+        count = min(count, self.max_results)
+        rows: list = []
+        if count > 0 and total >= start:
+            order = []
+            if query.sort_by:
+                column = sort_column(query.sort_by, rtype)
+                descending = query.sort_order.lower() == "descending"
+                order.append(column.desc() if descending else column.asc())
+            order += [model.created_at, model.id]
+            rows = list(
+                self.session.scalars(
+                    select(model).where(condition).order_by(*order).offset(start - 1).limit(count)
+                )
+            )
+        return {
+            "schemas": [LIST_SCHEMA],
+            "totalResults": total,
+            "startIndex": start,
+            "itemsPerPage": len(rows),
+            "Resources": self.represent(rows, rtype, query),
+        }
+
+    def represent(self, rows: list, rtype: ResourceType, query: Query = Query()) -> list[dict]:
+        attributes, excluded = list(query.attributes), list(query.excluded)
+        related: dict[str, list[dict]] = {}
+        name = "groups" if rtype is USER_TYPE else "members"
+        if rows and resources.wants(name, attributes=attributes, excluded=excluded):
+            ids = [r.id for r in rows]
+            related = self._user_groups(ids) if rtype is USER_TYPE else self._group_members(ids)
+        docs = []
+        for row in rows:
+            doc = dict(row.resource)
+            doc["id"] = row.id
+            if related.get(row.id):
+                doc[name] = related[row.id]
+            doc["meta"] = {
+                "resourceType": rtype.name,
+                "created": iso(row.created_at),
+                "lastModified": iso(row.last_modified),
+                "location": f"{self.base_url}{rtype.endpoint}/{row.id}",
+                "version": etag(row),
+            }
+            doc = resources.canonical_key_order(doc, rtype)
+            docs.append(resources.project(doc, rtype, attributes=attributes, excluded=excluded))
+        return docs
+
+    def _user_groups(self, user_ids: list[str]) -> dict[str, list[dict]]:
+        rows = self.session.execute(
+            select(DirectoryGroupMember.user_id, DirectoryGroup.id, DirectoryGroup.display_name)
+            .join(DirectoryGroup, DirectoryGroup.id == DirectoryGroupMember.group_id)
+            .where(DirectoryGroupMember.user_id.in_(user_ids))
+            .order_by(DirectoryGroup.display_name_lower)
+        )
+        out: dict[str, list[dict]] = {}
+        for user_id, group_id, display in rows:
+            out.setdefault(user_id, []).append(
+                {
+                    "value": group_id,
+                    "$ref": f"{self.base_url}/Groups/{group_id}",
+                    "display": display,
+                    "type": "direct",
+                }
+            )
+        return out
+
+    def _group_members(self, group_ids: list[str]) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {}
+        users = self.session.execute(
+            select(DirectoryGroupMember.group_id, DirectoryUser.id, DirectoryUser.user_name)
+            .join(DirectoryUser, DirectoryUser.id == DirectoryGroupMember.user_id)
+            .where(DirectoryGroupMember.group_id.in_(group_ids))
+            .order_by(DirectoryGroupMember.id)
+        )
+        for group_id, user_id, user_name in users:
+            out.setdefault(group_id, []).append(
+                {
+                    "value": user_id,
+                    "$ref": f"{self.base_url}/Users/{user_id}",
+                    "display": user_name,
+                    "type": "User",
+                }
+            )
+        groups = self.session.execute(
+            select(DirectoryGroupMember.group_id, DirectoryGroup.id, DirectoryGroup.display_name)
+            .join(DirectoryGroup, DirectoryGroup.id == DirectoryGroupMember.child_group_id)
+            .where(DirectoryGroupMember.group_id.in_(group_ids))
+            .order_by(DirectoryGroupMember.id)
+        )
+        for group_id, child_id, display in groups:
+            out.setdefault(group_id, []).append(
+                {
+                    "value": child_id,
+                    "$ref": f"{self.base_url}/Groups/{child_id}",
+                    "display": display,
+                    "type": "Group",
+                }
+            )
+        return out
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def create(self, rtype: ResourceType, body: Any, query: Query = Query()) -> Outcome:
+        members = _members_of(body) if rtype is GROUP_TYPE else None
+        resource = resources.normalize(body, rtype)
+        resource.pop("members", None)
+        model = self._model(rtype)
+        row = model(org_id=self.org_id, source=SOURCE, resource=resource)
+        self._set_columns(row, resource)
+        self._check_unique(rtype, row)
+        self._flush_unique(rtype, row, add=True)
+        change = self._change()
+        if rtype is USER_TYPE:
+            change.user_ids.add(row.id)
+        else:
+            change.group_ids.add(row.id)
+            if members:
+                self._add_members(row, members, change)
+        directory_changed(self.session, change)
+        return Outcome(row, self.represent([row], rtype, query)[0])
+
+    def replace(
+        self,
+        rtype: ResourceType,
+        resource_id: str,
+        body: Any,
+        *,
+        if_match: str | None = None,
+        query: Query = Query(),
+    ) -> Outcome:
+        row = self.load(rtype, resource_id, for_update=True)
+        check_precondition(row, if_match)
+        members = _members_of(body) if rtype is GROUP_TYPE else None
+        resource = resources.normalize(body, rtype, resource_id=resource_id)
+        resource.pop("members", None)
+        change = self._change()
+        changed = resource != row.resource
+        if changed:
+            row.resource = resource
+            self._set_columns(row, resource)
+            self._check_unique(rtype, row)
+        if rtype is GROUP_TYPE:
+            # PUT replaces the member list (RFC 7644 §3.5.1); an absent list means none.
+            changed |= self._replace_members(row, members or [], change)
+            change.group_ids.add(row.id)
+        else:
+            change.user_ids.add(row.id)
+        if changed:
+            self._touch(row)
+            self._flush_unique(rtype, row)
+            directory_changed(self.session, change)
+        return Outcome(row, self.represent([row], rtype, query)[0])
+
+    def patch(
+        self,
+        rtype: ResourceType,
+        resource_id: str,
+        body: Any,
+        *,
+        if_match: str | None = None,
+        query: Query = Query(),
+        want_body: bool = True,
+    ) -> Outcome:
+        row = self.load(rtype, resource_id, for_update=True)
+        check_precondition(row, if_match)
+        result = apply_patch(dict(row.resource), body, rtype)
+        resource = resources.normalize(
+            {
+                **result.resource,
+                "schemas": result.resource.get("schemas") or list(rtype.schema_ids),
+            },
+            rtype,
+            resource_id=resource_id,
+        )
+        resource.pop("members", None)
+        change = self._change()
+        changed = resource != row.resource
+        if changed:
+            row.resource = resource
+            self._set_columns(row, resource)
+            self._check_unique(rtype, row)
+        if rtype is GROUP_TYPE:
+            changed |= self._apply_members_change(row, result.members, change)
+            change.group_ids.add(row.id)
+        else:
+            change.user_ids.add(row.id)
+        if changed:
+            self._touch(row)
+            self._flush_unique(rtype, row)
+            directory_changed(self.session, change)
+        document = self.represent([row], rtype, query)[0] if want_body else None
+        return Outcome(row, document)
+
+    def delete(self, rtype: ResourceType, resource_id: str, *, if_match: str | None = None) -> None:
+        row = self.load(rtype, resource_id, for_update=True)
+        check_precondition(row, if_match)
+        change = self._change()
+        # Groups that listed the resource change too: their version moves on.
+        column = (
+            DirectoryGroupMember.user_id
+            if rtype is USER_TYPE
+            else DirectoryGroupMember.child_group_id
+        )
+        parents = select(DirectoryGroupMember.group_id).where(column == row.id).scalar_subquery()
+        parent_ids = set(
+            self.session.scalars(select(DirectoryGroup.id).where(DirectoryGroup.id.in_(parents)))
+        )
+        if parent_ids:
+            self.session.execute(
+                update(DirectoryGroup)
+                .where(DirectoryGroup.id.in_(parent_ids))
+                .values(version=DirectoryGroup.version + 1, last_modified=utcnow())
+            )
+        self.session.delete(row)
+        self.session.flush()
+        change.group_ids |= parent_ids
+        if rtype is USER_TYPE:
+            change.deleted_user_ids.add(resource_id)
+        else:
+            change.deleted_group_ids.add(resource_id)
+        directory_changed(self.session, change)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _change(self) -> DirectoryChange:
+        return DirectoryChange(org_id=self.org_id, source=SOURCE, actor="scim")
+
+    @staticmethod
+    def _set_columns(row: DirectoryUser | DirectoryGroup, resource: dict) -> None:
+        row.external_id = resource.get("externalId")
+        if isinstance(row, DirectoryUser):
+            row.user_name = resource["userName"]
+            row.user_name_lower = row.user_name.lower()
+            row.display_name = resource.get("displayName")
+            row.active = resource.get("active", True)
+        else:
+            row.display_name = resource["displayName"]
+            row.display_name_lower = row.display_name.lower()
+
+    @staticmethod
+    def _touch(row: DirectoryUser | DirectoryGroup) -> None:
+        row.version = (row.version or 0) + 1
+        row.last_modified = utcnow()
+
+    def _check_unique(self, rtype: ResourceType, row: DirectoryUser | DirectoryGroup) -> None:
+        """A clear 409 before the insert; the unique indexes catch the concurrent case."""
+        model = self._model(rtype)
+        name_col, name_value, label = (
+            (DirectoryUser.user_name_lower, row.user_name_lower, "userName")
+            if isinstance(row, DirectoryUser)
+            else (DirectoryGroup.display_name_lower, row.display_name_lower, "displayName")
+        )
+        conditions = [name_col == name_value]
+        if row.external_id is not None:
+            conditions.append(model.external_id == row.external_id)
+        query = select(model.id, name_col, model.external_id).where(
+            self._scope(rtype), or_(*conditions)
+        )
+        if row.id is not None:
+            query = query.where(model.id != row.id)
+        clash = self.session.execute(query.limit(1)).first()
+        if clash is None:
+            return
+        if clash[1] == name_value:
+            raise Uniqueness(
+                f"{label} {getattr(row, 'user_name', None) or row.display_name!r} "
+                "is already taken in this organization"
+            )
+        raise Uniqueness(f"externalId {row.external_id!r} is already taken in this organization")
+
+    def _flush_unique(self, rtype: ResourceType, row: Any, *, add: bool = False) -> None:
+        try:
+            with self.session.begin_nested():
+                if add:
+                    self.session.add(row)
+                self.session.flush()
+        except IntegrityError:
+            label = "userName" if rtype is USER_TYPE else "displayName"
+            raise Uniqueness(
+                f"{label} or externalId is already taken in this organization"
+            ) from None
+
+    # --- group members: one row per member, so one change writes O(1) rows -------------------
+
+    def _resolve_members(self, entries: Iterable[dict]) -> tuple[set[str], set[str]]:
+        """Split member ids into (user ids, group ids) of this organization; unknown -> 400."""
+        wanted = {str(e["value"]) for e in entries if e.get("value") not in (None, "")}
+        if not wanted:
+            return set(), set()
+        users = set(
+            self.session.scalars(
+                select(DirectoryUser.id).where(self._scope(USER_TYPE), DirectoryUser.id.in_(wanted))
+            )
+        )
+        groups = set(
+            self.session.scalars(
+                select(DirectoryGroup.id).where(
+                    self._scope(GROUP_TYPE), DirectoryGroup.id.in_(wanted - users)
+                )
+            )
+        )
+        unknown = wanted - users - groups
+        if unknown:
+            raise InvalidValue(
+                "members must be Users or Groups of this organization; unknown: "
+                + ", ".join(sorted(unknown)[:5])
+            )
+        return users, groups
+
+    def _add_members(
+        self, group: DirectoryGroup, entries: list[dict], change: DirectoryChange
+    ) -> bool:
+        users, groups = self._resolve_members(entries)
+        if group.id in groups:
+            raise InvalidValue("a group cannot be a member of itself")
+        if not users and not groups:
+            return False
+        present = set(
+            self.session.scalars(
+                select(
+                    func.coalesce(DirectoryGroupMember.user_id, DirectoryGroupMember.child_group_id)
+                ).where(
+                    DirectoryGroupMember.group_id == group.id,
+                    or_(
+                        DirectoryGroupMember.user_id.in_(users),
+                        DirectoryGroupMember.child_group_id.in_(groups),
+                    ),
+                )
+            )
+        )
+        new_users, new_groups = users - present, groups - present
+        for user_id in sorted(new_users):
+            self.session.add(DirectoryGroupMember(group_id=group.id, user_id=user_id))
+        for child_id in sorted(new_groups):
+            self.session.add(DirectoryGroupMember(group_id=group.id, child_group_id=child_id))
+        change.user_ids |= new_users
+        change.group_ids |= new_groups
+        return bool(new_users or new_groups)
+
+    def _remove_members(
+        self, group: DirectoryGroup, ids: set[str], change: DirectoryChange
+    ) -> bool:
+        if not ids:
+            return False
+        removed = self.session.execute(
+            delete(DirectoryGroupMember)
+            .where(
+                DirectoryGroupMember.group_id == group.id,
+                or_(
+                    DirectoryGroupMember.user_id.in_(ids),
+                    DirectoryGroupMember.child_group_id.in_(ids),
+                ),
+            )
+            .returning(DirectoryGroupMember.user_id, DirectoryGroupMember.child_group_id)
+        ).all()
+        for user_id, child_id in removed:
+            if user_id:
+                change.user_ids.add(user_id)
+            if child_id:
+                change.group_ids.add(child_id)
+        return bool(removed)
+
+    def _current_member_ids(self, group: DirectoryGroup) -> set[str]:
+        return set(
+            self.session.scalars(
+                select(
+                    func.coalesce(DirectoryGroupMember.user_id, DirectoryGroupMember.child_group_id)
+                ).where(DirectoryGroupMember.group_id == group.id)
+            )
+        )
+
+    def _replace_members(
+        self, group: DirectoryGroup, entries: list[dict], change: DirectoryChange
+    ) -> bool:
+        wanted = {str(e["value"]) for e in entries if e.get("value") not in (None, "")}
+        current = self._current_member_ids(group)
+        removed = self._remove_members(group, current - wanted, change)
+        added = self._add_members(group, [{"value": v} for v in wanted - current], change)
+        return removed or added
+
+    def _apply_members_change(
+        self, group: DirectoryGroup, members: Any, change: DirectoryChange
+    ) -> bool:
+        changed = False
+        if members.remove_all:
+            changed |= self._remove_members(group, self._current_member_ids(group), change)
+        if members.replace is not None:
+            changed |= self._replace_members(group, members.replace, change)
+        changed |= self._remove_members(group, set(members.remove), change)
+        changed |= self._add_members(group, members.add, change)
+        return changed
+
+
+def _members_of(body: Any) -> list[dict]:
+    """The `members` of a Group body, checked for shape (normalize drops it from the resource)."""
+    if not isinstance(body, dict):
+        return []
+    value = next((v for k, v in body.items() if k.lower() == "members"), None)
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list):
+        raise InvalidValue('members must be a list of {"value": id} objects')
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            item = {"value": item}
+        if not isinstance(item, dict) or not isinstance(item.get("value"), str | int):
+            raise InvalidValue(f'members[{i}] must be an object with a "value" id')
+        out.append({"value": str(item["value"]), "type": item.get("type")})
+    return out
+
+
+def check_precondition(row: DirectoryUser | DirectoryGroup, if_match: str | None) -> None:
+    """RFC 7644 §3.14: If-Match with another version fails with 412 and changes nothing."""
+    if not if_match:
+        return
+    tags = [t.strip() for t in if_match.split(",")]
+    if "*" in tags:
+        return
+    current = etag(row)
+    if not any(t == current or t == current.removeprefix("W/") for t in tags):
+        raise PreconditionFailed(f"the resource has changed: its version is now {current}")

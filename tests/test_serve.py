@@ -1,0 +1,137 @@
+"""`scimgate serve` as the README runs it: a real gunicorn on loopback with SQLite."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from gateway.store import Database
+
+SCIMGATE = str(Path(sys.executable).with_name("scimgate"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Served:
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "GATEWAY_DATA_DIR": str(data_dir),
+            "GATEWAY_BIND": f"127.0.0.1:{self.port}",
+            "GATEWAY_PUBLIC_URL": self.url,
+            "GATEWAY_WEB_WORKERS": "2",
+        }
+        self.env.pop("GATEWAY_DATABASE_URL", None)
+        self.proc = subprocess.Popen(
+            [SCIMGATE, "serve", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output = ""
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"serve exited: {self.proc.stdout.read()}")
+            try:
+                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("serve did not become ready")
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.output += self.proc.stdout.read()
+        return self.output
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    server = Served(tmp_path / "data")
+    yield server
+    server.stop()
+
+
+def test_serve_on_empty_database_prints_demo_org_once_and_serves_scim(tmp_path: Path) -> None:
+    server = Served(tmp_path / "data")
+    try:
+        server.wait_ready()
+        # the banner is printed before gunicorn starts, so it is in the pipe by now
+        banner = ""
+        while "Bearer token:" not in banner:
+            banner += server.proc.stdout.readline()
+        base = re.search(r"SCIM base URL: (\S+)", banner).group(1)
+        token = re.search(r"Bearer token:\s+(\S+)", banner).group(1)
+        assert base.startswith(server.url + "/scim/v2/")
+        auth = {"Authorization": f"Bearer {token}"}
+        spc = requests.get(base + "/ServiceProviderConfig", headers=auth, timeout=5)
+        assert spc.status_code == 200
+        assert spc.headers["Content-Type"] == "application/scim+json"
+        created = requests.post(
+            base + "/Users",
+            json={
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "ada@example.test",
+            },
+            headers=auth,
+            timeout=5,
+        )
+        assert created.status_code == 201, created.text
+        assert created.headers["Location"] == created.json()["meta"]["location"]
+        assert created.headers["Location"].startswith(base + "/Users/")
+        assert requests.get(base + "/Users", timeout=5).status_code == 401
+    finally:
+        output = server.stop()
+    # the rest of the output (the banner was read above) does not repeat the token
+    assert token not in output, "the token is printed once only"
+
+    again = Served(tmp_path / "data")
+    try:
+        again.wait_ready()
+    finally:
+        second = again.stop()
+    assert "Bearer token:" not in second
+
+
+def test_serve_refuses_an_outdated_schema_and_says_what_to_run(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'data' / 'scimgate.db'}")
+    db.upgrade("0001")
+    if db.head_revision() == "0001":
+        pytest.skip("only one migration exists: no outdated state to show")
+    db.dispose()
+    server = Served(tmp_path / "data")
+    assert server.proc.wait(timeout=30) == 1
+    output = server.stop()
+    assert "the database schema is out of date: run `scimgate db upgrade`" in output
+
+    upgraded = Served(tmp_path / "data", "--upgrade")
+    try:
+        upgraded.wait_ready()
+    finally:
+        upgraded.stop()
