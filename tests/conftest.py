@@ -213,6 +213,16 @@ def make_org(database: Database, name: str = "Acme", **kw):
 
 
 @pytest.fixture
+def new_org(database: Database):
+    """Make another organization with a token: new_org("Globex") -> (org id, raw token)."""
+
+    def make(name: str, **kw):
+        return make_org(database, name, **kw)
+
+    return make
+
+
+@pytest.fixture
 def scim(client, database: Database) -> ScimClient:
     org_id, token = make_org(database)
     return ScimClient(client, org_id, token)

@@ -256,11 +256,9 @@ def test_raw_token_is_not_in_the_database_file(tmp_path: Path) -> None:
         assert token["token"].encode() not in content and secret.encode() not in content
 
 
-def test_wrong_and_foreign_tokens_are_rejected_alike(client, database: Database) -> None:
-    from tests.conftest import make_org
-
-    acme, acme_token = make_org(database, "Acme")
-    globex, globex_token = make_org(database, "Globex")
+def test_wrong_and_foreign_tokens_are_rejected_alike(client, new_org) -> None:
+    acme, acme_token = new_org("Acme")
+    globex, globex_token = new_org("Globex")
     url = f"/scim/v2/{acme}/Users"
     answers = []
     for header in (

@@ -364,6 +364,8 @@ class _Patcher:
         if not isinstance(value, dict):
             raise InvalidValue(f"{extension.id} needs an object of attributes")
         for name, item in value.items():
+            if name.lower() == "schemas":  # scim2-models clients repeat it inside the object
+                continue
             self.apply(op, f"{extension.id}:{name}", item, True)
 
     def _container(self, schema: Schema, *, create: bool) -> dict | None:

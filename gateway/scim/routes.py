@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Response, g, request
+from werkzeug.exceptions import HTTPException
 
 from gateway.app import gateway
 from gateway.errors import Unauthorized as TokenRejected
@@ -52,13 +53,19 @@ def _scim_error(exc: ScimError) -> Response:
     return scim_response(exc.body(), exc.status, headers)
 
 
-@scim.errorhandler(404)
-def _not_found(_exc: Exception) -> Response:
+# Routing failures happen before a blueprint is chosen, so these handlers sit on the app and
+# answer in SCIM only below /scim/.
+@scim.app_errorhandler(404)
+def _not_found(exc: HTTPException) -> Response | HTTPException:
+    if not request.path.startswith("/scim/"):
+        return exc
     return _scim_error(NotFound("no such SCIM endpoint"))
 
 
-@scim.errorhandler(405)
-def _not_allowed(_exc: Exception) -> Response:
+@scim.app_errorhandler(405)
+def _not_allowed(exc: HTTPException) -> Response | HTTPException:
+    if not request.path.startswith("/scim/"):
+        return exc
     return _scim_error(MethodNotAllowed(f"{request.method} is not supported on this endpoint"))
 
 
@@ -234,6 +241,16 @@ def list_resources(endpoint: str) -> Response:
     query = query_from(request.args)
     with gateway().db.read() as session:
         return scim_response(service(session).search(rtype, query))
+
+
+@scim.post("/.search")
+def search_root() -> Response:
+    # RFC 7644 §3.4.3 lets a server search every resource type at once; we do not (one page
+    # over two tables with one sort order), and §3.12 says to answer 501 for that.
+    raise ScimError(
+        "search at the root is not supported: POST /Users/.search or /Groups/.search",
+        status=501,
+    )
 
 
 @scim.post("/<endpoint>/.search")

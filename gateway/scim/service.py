@@ -35,7 +35,9 @@ LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 
 
 def iso(value: datetime) -> str:
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # Full precision: a client that filters `meta.lastModified gt <what it was shown>` must not
+    # get the same resource back because the shown value was rounded down.
+    return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def etag(row: DirectoryUser | DirectoryGroup) -> str:
@@ -108,18 +110,18 @@ class ScimService:
         condition = self._scope(rtype)
         if query.filter:
             condition = condition & compile_filter(query.filter, rtype)
+        order = []
+        if query.sort_by:  # checked even when nothing matches: a bad sortBy is always a 400
+            column = sort_column(query.sort_by, rtype)
+            descending = query.sort_order.lower() == "descending"
+            order.append(column.desc() if descending else column.asc())
+        order += [model.created_at, model.id]
         total = self.session.scalar(select(func.count()).select_from(model).where(condition)) or 0
         start = max(query.start_index, 1)
         count = self.default_count if query.count is None else max(query.count, 0)
         count = min(count, self.max_results)
         rows: list = []
         if count > 0 and total >= start:
-            order = []
-            if query.sort_by:
-                column = sort_column(query.sort_by, rtype)
-                descending = query.sort_order.lower() == "descending"
-                order.append(column.desc() if descending else column.asc())
-            order += [model.created_at, model.id]
             rows = list(
                 self.session.scalars(
                     select(model).where(condition).order_by(*order).offset(start - 1).limit(count)
@@ -248,9 +250,7 @@ class ScimService:
         change = self._change()
         changed = resource != row.resource
         if changed:
-            row.resource = resource
-            self._set_columns(row, resource)
-            self._check_unique(rtype, row)
+            self._update(rtype, row, resource)
         if rtype is GROUP_TYPE:
             # PUT replaces the member list (RFC 7644 §3.5.1); an absent list means none.
             changed |= self._replace_members(row, members or [], change)
@@ -288,9 +288,7 @@ class ScimService:
         change = self._change()
         changed = resource != row.resource
         if changed:
-            row.resource = resource
-            self._set_columns(row, resource)
-            self._check_unique(rtype, row)
+            self._update(rtype, row, resource)
         if rtype is GROUP_TYPE:
             changed |= self._apply_members_change(row, result.members, change)
             change.group_ids.add(row.id)
@@ -336,6 +334,16 @@ class ScimService:
 
     def _change(self) -> DirectoryChange:
         return DirectoryChange(org_id=self.org_id, source=SOURCE, actor="scim")
+
+    def _update(
+        self, rtype: ResourceType, row: DirectoryUser | DirectoryGroup, resource: dict
+    ) -> None:
+        """Give `row` its new representation, after checking it clashes with no other (the
+        check must not flush the half-changed row: the unique index would speak first)."""
+        with self.session.no_autoflush:
+            row.resource = resource
+            self._set_columns(row, resource)
+            self._check_unique(rtype, row)
 
     @staticmethod
     def _set_columns(row: DirectoryUser | DirectoryGroup, resource: dict) -> None:
