@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
@@ -20,16 +21,21 @@ class DirectoryChange:
     deleted_group_ids: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.user_ids or self.group_ids or self.deleted_user_ids or self.deleted_group_ids)
+        return bool(
+            self.user_ids or self.group_ids or self.deleted_user_ids or self.deleted_group_ids
+        )
 
 
-# Observers registered by tests and (next) the incremental reconcile; called in order.
-_handlers: list = []
+# Observers called after the engine, in order (tests use them to watch changes go by).
+_handlers: list[Callable[[Session, DirectoryChange], None]] = []
 
 
 def directory_changed(session: Session, change: DirectoryChange) -> None:
-    """Run the engine for `change` in the caller's transaction."""
+    """Run the incremental reconcile for `change` in the caller's transaction, then observers."""
     if not change:
         return
+    from gateway.provisioning.engine import on_directory_change
+
+    on_directory_change(session, change)
     for handler in list(_handlers):
         handler(session, change)

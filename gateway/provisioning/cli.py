@@ -1,0 +1,342 @@
+"""`scimgate mapping ...`, `scimgate plan` and `scimgate held ...`: the engine from a shell.
+
+Register on the main command with `register(main)` (see gateway/cli.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gateway.cli_context import (
+    CliContext,
+    handle_errors,
+    json_option,
+    pass_ctx,
+    print_json,
+    print_table,
+)
+from gateway.errors import InvalidInput
+from gateway.provisioning.plan import Plan
+from mappings import MappingError, dump_mapping
+from mappings.schema import DEFAULT_TEXT
+
+ADMIN = "admin:cli"
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _parse(text: str, path: str):  # type: ignore[no-untyped-def]
+    from gateway.provisioning.settings import parse_mapping
+
+    try:
+        return parse_mapping(text)
+    except MappingError as exc:
+        raise click.ClickException(f"{path}: " + str(exc)) from None
+
+
+def echo_plan(
+    plan: Plan, *, as_json: bool, applied: bool | None = None, extra: dict | None = None
+) -> None:
+    if as_json:
+        print_json(
+            {
+                **plan.to_json(),
+                **({"applied": applied} if applied is not None else {}),
+                **(extra or {}),
+            }
+        )
+        return
+    if plan.changes:
+        print_table(["Change", "Target", "Detail"], plan.rows())
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(plan.counts().items()))
+        click.echo(f"\n{len(plan.changes)} changes ({counts}).")
+    else:
+        click.echo("No changes: the organization matches its directory and mapping.")
+    for change, reason in plan.skipped:
+        click.echo(f"Skipped {change.kind} {change.target()}: {reason}")
+    for problem in plan.problems:
+        click.echo(f"Problem: {problem}")
+
+
+# --- mapping ------------------------------------------------------------------------------------
+
+
+@click.group()
+def mapping() -> None:
+    """The organization's mapping file: check, show, set."""
+
+
+@mapping.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+@json_option
+@handle_errors
+def mapping_check(file: str, as_json: bool) -> None:
+    """Validate a mapping file; every problem names its key, line and what is expected."""
+    loaded = _parse(_read(file), file)
+    if as_json:
+        print_json({"valid": True, "mapping": dump_mapping(loaded)})
+    else:
+        click.echo(f"{file}: the mapping is valid.")
+
+
+@mapping.command("show")
+@click.option("--org", "org_key", required=True, help="Organization id or name.")
+@json_option
+@pass_ctx
+@handle_errors
+def mapping_show(ctx: CliContext, org_key: str, as_json: bool) -> None:
+    """Print the organization's mapping (or the defaults it runs on)."""
+    from gateway.orgs import find_org
+    from gateway.provisioning.settings import OrgSettings, mapping_text, org_mapping
+
+    with ctx.current_db().read() as session:
+        org = find_org(session, org_key)
+        text = mapping_text(session, org.id)
+        loaded = org_mapping(session, org.id)
+        settings = OrgSettings.of(org)
+    if as_json:
+        print_json(
+            {
+                "org_id": org.id,
+                "text": text,
+                "default": text is None,
+                "mapping": dump_mapping(loaded),
+                "settings": settings.__dict__,
+            }
+        )
+        return
+    click.echo((text if text is not None else DEFAULT_TEXT).rstrip())
+    click.echo(
+        f"# settings: deprovision={settings.deprovision} guard_count={settings.guard_count} "
+        f"guard_share={settings.guard_share} staged_mode={str(settings.staged_mode).lower()}"
+    )
+
+
+@mapping.command("set")
+@click.option("--org", "org_key", required=True, help="Organization id or name.")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--apply", "apply_now", is_flag=True, help="Store the mapping and apply its Plan.")
+@json_option
+@pass_ctx
+@handle_errors
+def mapping_set(ctx: CliContext, org_key: str, file: str, apply_now: bool, as_json: bool) -> None:
+    """Print the Plan a new mapping would cause; store it and apply the Plan only with --apply."""
+    from gateway.orgs import find_org
+    from gateway.provisioning.engine import set_mapping
+
+    text = _read(file)
+    _parse(text, file)
+    db = ctx.current_db()
+    with db.transaction() as session:
+        org = find_org(session, org_key)
+        outcome = set_mapping(session, org, text, ADMIN, apply_now=apply_now)
+    held = outcome.applied.held if outcome.applied else []
+    echo_plan(
+        outcome.plan,
+        as_json=as_json,
+        applied=apply_now,
+        extra={"held": [h.id for h in held]} if as_json else None,
+    )
+    if as_json:
+        return
+    if not apply_now:
+        click.echo(
+            "Dry run: nothing changed. Run again with --apply to store the mapping and apply."
+        )
+    else:
+        click.echo("Stored the mapping and applied the Plan.")
+        if held:
+            click.echo(
+                f"{len(held)} deprovisionings held for approval: scimgate held --org {org_key}"
+            )
+
+
+@mapping.command("settings")
+@click.option("--org", "org_key", required=True, help="Organization id or name.")
+@click.option(
+    "--deprovision",
+    type=click.Choice(["revoke", "remove"]),
+    help="What happens to members whose directory user goes away.",
+)
+@click.option("--guard-count", type=click.IntRange(min=0), help="Guard: deprovisionings allowed.")
+@click.option(
+    "--guard-share", type=click.FloatRange(0, 1), help="Guard: share of members, e.g. 0.1."
+)
+@click.option(
+    "--staged-mode/--no-staged-mode", default=None, help="Stage new members, do not invite."
+)
+@json_option
+@pass_ctx
+@handle_errors
+def mapping_settings(
+    ctx: CliContext,
+    org_key: str,
+    deprovision: str | None,
+    guard_count: int | None,
+    guard_share: float | None,
+    staged_mode: bool | None,
+    as_json: bool,
+) -> None:
+    """Show or change the organization's provisioning settings."""
+    from gateway.orgs import find_org
+    from gateway.provisioning.settings import update_settings
+    from gateway.store.models import Event
+
+    with ctx.current_db().transaction() as session:
+        org = find_org(session, org_key)
+        changes = {
+            "deprovision": deprovision,
+            "guard_count": guard_count,
+            "guard_share": guard_share,
+            "staged_mode": staged_mode,
+        }
+        settings = update_settings(org, **changes)
+        if any(v is not None for v in changes.values()):
+            session.add(
+                Event(
+                    org_id=org.id,
+                    actor=ADMIN,
+                    type="provisioning.settings_changed",
+                    target_type="organization",
+                    target_id=org.id,
+                    detail={k: v for k, v in changes.items() if v is not None},
+                )
+            )
+    if as_json:
+        print_json(settings.__dict__)
+    else:
+        for key, value in settings.__dict__.items():
+            click.echo(f"{key}: {value}")
+
+
+# --- plan ---------------------------------------------------------------------------------------
+
+
+@click.command("plan")
+@click.option("--org", "org_key", required=True, help="Organization id or name.")
+@click.option("--apply", "apply_now", is_flag=True, help="Apply the Plan (as admin:cli).")
+@json_option
+@pass_ctx
+@handle_errors
+def plan(ctx: CliContext, org_key: str, apply_now: bool, as_json: bool) -> None:
+    """Full reconcile: what the organization should change to match its directory and mapping."""
+    from gateway.provisioning.apply import apply
+    from gateway.provisioning.engine import plan_org
+
+    db = ctx.current_db()
+    with db.transaction() if apply_now else db.read() as session:
+        org, computed = plan_org(session, org_key)
+        result = apply(session, org, computed, ADMIN) if apply_now else None
+    echo_plan(
+        computed,
+        as_json=as_json,
+        applied=apply_now if apply_now else None,
+        extra={"held": [h.id for h in result.held]} if as_json and result else None,
+    )
+    if result and not as_json:
+        click.echo(f"Applied {result.applied} changes.")
+        if result.held:
+            click.echo(f"{len(result.held)} held: {result.hold_reason}")
+
+
+# --- held changes -------------------------------------------------------------------------------
+
+
+@click.group(invoke_without_command=True)
+@click.option("--org", "org_key", help="Organization id or name.")
+@click.option("--all", "include_decided", is_flag=True, help="Also approved and dropped ones.")
+@json_option
+@click.pass_context
+@handle_errors
+def held(
+    click_ctx: click.Context, org_key: str | None, include_decided: bool, as_json: bool
+) -> None:
+    """Deprovisionings held by the guard: list them (--org), approve or drop one."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    if not org_key:
+        raise InvalidInput("say which organization: scimgate held --org ORG")
+    from gateway.orgs import find_org
+    from gateway.provisioning.guard import list_held
+
+    ctx = click_ctx.ensure_object(CliContext)
+    with ctx.current_db().read() as session:
+        org = find_org(session, org_key)
+        rows = list_held(session, org.id, include_decided=include_decided)
+        data = [
+            {
+                "id": h.id,
+                "status": h.status,
+                "kind": h.kind,
+                "member_id": h.member_id,
+                "email": h.change.get("email"),
+                "reason": h.reason,
+                "actor": h.actor,
+                "created": h.created_at,
+                "decided": h.decided_at,
+                "decided_by": h.decided_by,
+            }
+            for h in rows
+        ]
+    if as_json:
+        print_json(data)
+        return
+    if not data:
+        click.echo("Nothing held.")
+        return
+    print_table(
+        ["Id", "Status", "Change", "Member", "Held", "By", "Why"],
+        [
+            (
+                d["id"],
+                d["status"],
+                d["kind"],
+                d["email"],
+                d["created"].strftime("%Y-%m-%d %H:%M"),
+                d["actor"],
+                d["reason"],
+            )
+            for d in data
+        ],
+    )
+
+
+@held.command("approve")
+@click.argument("held_id", type=int)
+@pass_ctx
+@handle_errors
+def held_approve(ctx: CliContext, held_id: int) -> None:
+    """Apply a held change (dropped instead if the directory no longer wants it)."""
+    from gateway.provisioning.engine import approve_held
+
+    with ctx.current_db().transaction() as session:
+        outcome, _ = approve_held(session, held_id, ADMIN)
+    if outcome == "approved":
+        click.echo(f"Approved and applied held change {held_id}.")
+    else:
+        click.echo(f"Held change {held_id} is no longer wanted by the directory: dropped it.")
+
+
+@held.command("drop")
+@click.argument("held_id", type=int)
+@pass_ctx
+@handle_errors
+def held_drop(ctx: CliContext, held_id: int) -> None:
+    """Drop a held change: the member stays as they are."""
+    from gateway.provisioning.engine import drop_held
+
+    with ctx.current_db().transaction() as session:
+        drop_held(session, held_id, ADMIN)
+    click.echo(f"Dropped held change {held_id}; the member stays as they are.")
+
+
+def register(main: click.Group) -> None:
+    for command in (mapping, plan, held):
+        main.add_command(command)

@@ -1,0 +1,149 @@
+"""The mass-deprovisioning guard: when a Plan (or, for SCIM, the last hour) revokes or removes more
+members than both `guard_count` and `guard_share` of the organization allow, the excess is held:
+the members stay as they are, an event says why, and an admin approves or drops each held change.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.errors import Conflict, NotFound
+from gateway.provisioning.plan import DEPROVISIONING, Change, Plan, change_from_json
+from gateway.provisioning.settings import OrgSettings
+from gateway.store.models import Event, HeldChange, Member, Organization, utcnow
+
+WINDOW = timedelta(hours=1)
+DEPROVISION_EVENTS = ("member.revoked", "member.removed")
+
+
+@dataclass(frozen=True)
+class GuardVerdict:
+    allowed: list[Change]
+    held: list[Change]
+    reason: str | None
+
+
+def judge(
+    session: Session, org: Organization, plan: Plan, actor: str, *, window: bool
+) -> GuardVerdict:
+    """Split the Plan's deprovisionings into those that may go now and those to hold."""
+    wanted = plan.deprovisionings
+    if not wanted:
+        return GuardVerdict([], [], None)
+    settings = OrgSettings.of(org)
+    active = int(
+        session.scalar(
+            select(func.count())
+            .select_from(Member)
+            .where(Member.org_id == org.id, Member.status != "revoked")
+        )
+        or 0
+    )
+    recent = 0
+    if window:
+        recent = int(
+            session.scalar(
+                select(func.count())
+                .select_from(Event)
+                .where(
+                    Event.org_id == org.id,
+                    Event.type.in_(DEPROVISION_EVENTS),
+                    Event.actor == actor,
+                    Event.at >= utcnow() - WINDOW,
+                )
+            )
+            or 0
+        )
+    # The organization's size before these deprovisionings began.
+    base = active + recent
+    allowed_total = max(settings.guard_count, math.floor(settings.guard_share * base))
+    room = max(allowed_total - recent, 0)
+    if len(wanted) <= room:
+        return GuardVerdict(list(wanted), [], None)
+    total = recent + len(wanted)
+    scope = "within an hour" if window else "in one plan"
+    reason = (
+        f"{total} deprovisionings {scope} exceed both {settings.guard_count} and "
+        f"{settings.guard_share:.0%} of {base} members; {len(wanted) - room} held for approval"
+    )
+    return GuardVerdict(list(wanted[:room]), list(wanted[room:]), reason)
+
+
+def hold(
+    session: Session, org: Organization, changes: list[Change], reason: str, actor: str
+) -> list[HeldChange]:
+    rows = [
+        HeldChange(
+            org_id=org.id,
+            member_id=getattr(c, "member_id", None),
+            kind=c.kind,
+            change=c.to_json(),
+            reason=reason,
+            actor=actor,
+            status="pending",
+            created_at=utcnow(),
+        )
+        for c in changes
+    ]
+    session.add_all(rows)
+    session.flush()
+    session.add(
+        Event(
+            org_id=org.id,
+            actor=actor,
+            type="provisioning.deprovisioning_held",
+            target_type="organization",
+            target_id=org.id,
+            detail={
+                "reason": reason,
+                "held": [r.id for r in rows],
+                "members": [c.email for c in changes],
+            },  # type: ignore[attr-defined]
+        )
+    )
+    return rows
+
+
+def list_held(session: Session, org_id: str, *, include_decided: bool = False) -> list[HeldChange]:
+    query = select(HeldChange).where(HeldChange.org_id == org_id)
+    if not include_decided:
+        query = query.where(HeldChange.status == "pending")
+    return list(session.scalars(query.order_by(HeldChange.id)))
+
+
+def find_held(session: Session, held_id: int) -> HeldChange:
+    held = session.get(HeldChange, held_id)
+    if held is None:
+        raise NotFound(f"no held change {held_id} (see `scimgate held --org ORG`)")
+    if held.status != "pending":
+        raise Conflict(f"held change {held_id} was {held.status} already")
+    return held
+
+
+def decide(
+    session: Session, held: HeldChange, status: str, actor: str, note: str | None = None
+) -> None:
+    held.status = status
+    held.decided_at = utcnow()
+    held.decided_by = actor
+    session.add(
+        Event(
+            org_id=held.org_id,
+            actor=actor,
+            type=f"provisioning.held_{status}",
+            target_type="member",
+            target_id=held.member_id,
+            detail={"held_id": held.id, "change": held.change, **({"note": note} if note else {})},
+        )
+    )
+
+
+def held_change(held: HeldChange) -> Change:
+    change = change_from_json(held.change)
+    assert isinstance(change, DEPROVISIONING)
+    return change

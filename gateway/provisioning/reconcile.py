@@ -1,0 +1,470 @@
+"""Load the directory and the org layer, and reconcile them into a Plan: the whole organization
+(`reconcile_full`) or only what one directory change touched (`reconcile_change`).
+
+Incremental cost is O(changed): every reconcile reads the directory's groups (a few thousand rows
+at most) to resolve nesting and group rules, but reads users and members only for the users the
+change names, plus every user below a group whose rules or nesting changed (a group's digest, kept
+in `directory_group_digests`, says when). A 50,000-member group gaining one member reads one user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.provisioning.diff import (
+    GroupRow,
+    MemberRow,
+    OrgState,
+    assemble,
+    diff_groups,
+    diff_members,
+)
+from gateway.provisioning.plan import AdoptGroup, Plan
+from gateway.provisioning.settings import OrgSettings, org_mapping
+from gateway.scim.filter import compile_filter
+from gateway.scim.schema import USER_TYPE
+from gateway.store.models import (
+    Collection,
+    DirectoryGroup,
+    DirectoryGroupDigest,
+    DirectoryGroupMember,
+    DirectoryUser,
+    Group,
+    GroupCollectionAccess,
+    HeldChange,
+    Member,
+    MemberGroup,
+    Organization,
+    ProvisionedGroup,
+)
+from mappings import (
+    DesiredMember,
+    DirGroup,
+    DirUser,
+    GroupIndex,
+    Mapping,
+    desire_groups,
+    desire_user,
+)
+
+CHUNK = 900  # ids per IN (...) list: well under every database's bind-parameter limit
+MAX_ROUNDS = 4
+
+
+def chunks(values: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
+    items = sorted(values)
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+# --- loading the directory ------------------------------------------------------------------
+
+
+def load_group_index(session: Session, org_id: str, mapping: Mapping) -> GroupIndex:
+    parents: dict[str, set[str]] = {}
+    edges = session.execute(
+        select(DirectoryGroupMember.child_group_id, DirectoryGroupMember.group_id)
+        .join(DirectoryGroup, DirectoryGroup.id == DirectoryGroupMember.group_id)
+        .where(DirectoryGroup.org_id == org_id, DirectoryGroupMember.child_group_id.is_not(None))
+    )
+    for child, parent in edges:
+        parents.setdefault(child, set()).add(parent)
+    rows = session.execute(
+        select(
+            DirectoryGroup.id,
+            DirectoryGroup.source,
+            DirectoryGroup.display_name,
+            DirectoryGroup.external_id,
+        ).where(DirectoryGroup.org_id == org_id)
+    )
+    groups = [
+        DirGroup(id=i, source=s, name=n, external_id=x, parent_ids=frozenset(parents.get(i, ())))
+        for i, s, n, x in rows
+    ]
+    return GroupIndex(mapping, groups)
+
+
+_USER_COLUMNS = (
+    DirectoryUser.id,
+    DirectoryUser.source,
+    DirectoryUser.user_name,
+    DirectoryUser.external_id,
+    DirectoryUser.active,
+    DirectoryUser.resource,
+)
+
+
+def _filter_hits(
+    session: Session, org_id: str, mapping: Mapping, ids: list[str] | None
+) -> set[str]:
+    assert mapping.scope.filter
+    query = select(DirectoryUser.id).where(
+        DirectoryUser.org_id == org_id, compile_filter(mapping.scope.filter, USER_TYPE)
+    )
+    if ids is not None:
+        query = query.where(DirectoryUser.id.in_(ids))
+    return set(session.scalars(query))
+
+
+def _desire(
+    index: GroupIndex, rows: Iterable, direct: dict[str, list[str]], hits: set[str] | None
+) -> list[DesiredMember]:
+    out = []
+    for user_id, source, user_name, external_id, active, resource in rows:
+        user = DirUser(
+            id=user_id,
+            source=source,
+            user_name=user_name,
+            external_id=external_id,
+            active=bool(active),
+            resource=resource or {},
+            in_filter=hits is None or user_id in hits,
+        )
+        out.append(desire_user(index, user, direct.get(user_id, ())))
+    return out
+
+
+def desire_all_users(session: Session, org_id: str, index: GroupIndex) -> list[DesiredMember]:
+    """Every directory user of the organization, streamed: resources are dropped as soon as the
+    rules have read them, so memory follows the number of users, not their size."""
+    direct: dict[str, list[str]] = {}
+    rows = session.execute(
+        select(DirectoryGroupMember.user_id, DirectoryGroupMember.group_id)
+        .join(DirectoryGroup, DirectoryGroup.id == DirectoryGroupMember.group_id)
+        .where(DirectoryGroup.org_id == org_id, DirectoryGroupMember.user_id.is_not(None))
+    )
+    for user_id, group_id in rows:
+        direct.setdefault(user_id, []).append(group_id)
+    hits = (
+        _filter_hits(session, org_id, index.mapping, None) if index.mapping.scope.filter else None
+    )
+    result = session.execute(
+        select(*_USER_COLUMNS)
+        .where(DirectoryUser.org_id == org_id)
+        .execution_options(yield_per=2000)
+    )
+    desired: list[DesiredMember] = []
+    for partition in result.partitions():
+        desired += _desire(index, partition, direct, hits)
+    return desired
+
+
+def desire_users(
+    session: Session, org_id: str, index: GroupIndex, user_ids: set[str]
+) -> list[DesiredMember]:
+    desired: list[DesiredMember] = []
+    for ids in chunks(user_ids):
+        direct: dict[str, list[str]] = {}
+        for user_id, group_id in session.execute(
+            select(DirectoryGroupMember.user_id, DirectoryGroupMember.group_id).where(
+                DirectoryGroupMember.user_id.in_(ids)
+            )
+        ):
+            direct.setdefault(user_id, []).append(group_id)
+        hits = (
+            _filter_hits(session, org_id, index.mapping, ids)
+            if index.mapping.scope.filter
+            else None
+        )
+        rows = session.execute(
+            select(*_USER_COLUMNS).where(DirectoryUser.org_id == org_id, DirectoryUser.id.in_(ids))
+        )
+        desired += _desire(index, rows, direct, hits)
+    return desired
+
+
+def users_below(session: Session, index: GroupIndex, group_ids: set[str]) -> set[str]:
+    """Every user in these groups or in groups nested inside them."""
+    children: dict[str, set[str]] = {}
+    for group in index.groups.values():
+        for parent in group.parent_ids:
+            children.setdefault(parent, set()).add(group.id)
+    seen = set(group_ids)
+    todo = list(group_ids)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    users: set[str] = set()
+    for ids in chunks(seen):
+        users |= set(
+            session.scalars(
+                select(DirectoryGroupMember.user_id).where(
+                    DirectoryGroupMember.group_id.in_(ids),
+                    DirectoryGroupMember.user_id.is_not(None),
+                )
+            )
+        )
+    return users
+
+
+# --- loading the org layer --------------------------------------------------------------------
+
+_MEMBER_COLUMNS = (
+    Member.id,
+    Member.email,
+    Member.email_lower,
+    Member.name,
+    Member.external_id,
+    Member.role,
+    Member.status,
+    Member.directory_user_id,
+    Member.source,
+)
+
+
+def load_group_layer(session: Session, org_id: str, state: OrgState) -> None:
+    rows = session.execute(
+        select(Group.id, Group.name, ProvisionedGroup.origin)
+        .outerjoin(ProvisionedGroup, ProvisionedGroup.group_id == Group.id)
+        .where(Group.org_id == org_id)
+    )
+    state.groups = {i: GroupRow(i, n, o) for i, n, o in rows}
+    state.collections = {
+        cid: name
+        for cid, name in session.execute(
+            select(Collection.id, Collection.name).where(Collection.org_id == org_id)
+        )
+    }
+    access = session.execute(
+        select(
+            GroupCollectionAccess.group_id,
+            GroupCollectionAccess.collection_id,
+            GroupCollectionAccess.permission,
+        )
+        .join(Group, Group.id == GroupCollectionAccess.group_id)
+        .where(Group.org_id == org_id)
+    )
+    state.access = {}
+    for group_id, collection_id, permission in access:
+        state.access.setdefault(group_id, {})[collection_id] = permission
+    state.confirmed_owners = int(
+        session.scalar(
+            select(func.count())
+            .select_from(Member)
+            .where(Member.org_id == org_id, Member.role == "owner", Member.status == "confirmed")
+        )
+        or 0
+    )
+    state.holds = {
+        (kind, member_id): held_id
+        for held_id, kind, member_id in session.execute(
+            select(HeldChange.id, HeldChange.kind, HeldChange.member_id).where(
+                HeldChange.org_id == org_id, HeldChange.status == "pending"
+            )
+        )
+        if member_id
+    }
+
+
+def _add_members(session: Session, state: OrgState, condition) -> None:  # type: ignore[no-untyped-def]
+    new_ids = []
+    for row in session.execute(select(*_MEMBER_COLUMNS).where(condition)):
+        if row[0] not in state.members:
+            state.members[row[0]] = MemberRow(*row)
+            new_ids.append(row[0])
+    for ids in chunks(new_ids):
+        for member_id, group_id in session.execute(
+            select(MemberGroup.member_id, MemberGroup.group_id).where(
+                MemberGroup.member_id.in_(ids)
+            )
+        ):
+            state.memberships.setdefault(member_id, set()).add(group_id)
+
+
+def load_all_members(session: Session, org_id: str, state: OrgState) -> None:
+    for row in session.execute(select(*_MEMBER_COLUMNS).where(Member.org_id == org_id)):
+        state.members[row[0]] = MemberRow(*row)
+    rows = session.execute(
+        select(MemberGroup.member_id, MemberGroup.group_id)
+        .join(Member, Member.id == MemberGroup.member_id)
+        .where(Member.org_id == org_id)
+    )
+    for member_id, group_id in rows:
+        state.memberships.setdefault(member_id, set()).add(group_id)
+
+
+def load_members_for(
+    session: Session,
+    org_id: str,
+    state: OrgState,
+    desired: list[DesiredMember],
+    member_ids: set[str],
+) -> None:
+    """The members these directory users may be (linked, same externalId, same e-mail)."""
+    org = Member.org_id == org_id
+    for ids in chunks({d.directory_user_id for d in desired}):
+        _add_members(session, state, org & Member.directory_user_id.in_(ids))
+    for ids in chunks({d.external_id for d in desired if d.external_id is not None}):
+        _add_members(session, state, org & Member.external_id.in_(ids))
+    for ids in chunks({d.email for d in desired if d.email is not None}):
+        _add_members(session, state, org & Member.email_lower.in_(ids))
+    for ids in chunks(member_ids):
+        _add_members(session, state, org & Member.id.in_(ids))
+
+
+def claimers(session: Session, org_id: str, emails: set[str], external_ids: set[str]) -> set[str]:
+    """Directory users who may want members with these e-mails or externalIds: the ones whose
+    claim waited while another user held them."""
+    found: set[str] = set()
+    base = DirectoryUser.org_id == org_id
+    for ids in chunks(external_ids):
+        found |= set(
+            session.scalars(
+                select(DirectoryUser.id).where(base, DirectoryUser.external_id.in_(ids))
+            )
+        )
+    for ids in chunks(emails, 50):
+        found |= set(
+            session.scalars(
+                select(DirectoryUser.id).where(base, DirectoryUser.user_name_lower.in_(ids))
+            )
+        )
+        quoted = [e.replace("\\", "\\\\").replace('"', '\\"') for e in ids]
+        expression = " or ".join(f'emails.value eq "{e}"' for e in quoted)
+        found |= set(
+            session.scalars(
+                select(DirectoryUser.id).where(base, compile_filter(expression, USER_TYPE))
+            )
+        )
+    return found
+
+
+# --- reconcile ----------------------------------------------------------------------------------
+
+
+@dataclass
+class DirectoryDelta:
+    """What one directory change touched, in terms the engine can load."""
+
+    user_ids: set[str] = field(default_factory=set)
+    # Members whose directory user was deleted (their link is already gone).
+    orphaned_member_ids: set[str] = field(default_factory=set)
+    # Users that were below groups deleted in this change.
+    users_below_deleted: set[str] = field(default_factory=set)
+
+
+def _group_digests(
+    session: Session, org_id: str, index: GroupIndex
+) -> tuple[dict[str, tuple[str, str | None]], dict[str, tuple[str, str | None]]]:
+    stored = {
+        gid: (digest, target)
+        for gid, digest, target in session.execute(
+            select(
+                DirectoryGroupDigest.directory_group_id,
+                DirectoryGroupDigest.digest,
+                DirectoryGroupDigest.target,
+            ).where(DirectoryGroupDigest.org_id == org_id)
+        )
+    }
+    current = {gid: (index.digest(gid), index.target(gid)) for gid in index.groups}
+    return stored, current
+
+
+def reconcile_full(session: Session, org: Organization, *, mapping: Mapping | None = None) -> Plan:
+    """The whole organization: every directory user of every source against every member."""
+    mapping = mapping if mapping is not None else org_mapping(session, org.id)
+    settings = OrgSettings.of(org)
+    index = load_group_index(session, org.id, mapping)
+    desired_groups = desire_groups(index)
+    desired = desire_all_users(session, org.id, index)
+    state = OrgState()
+    load_group_layer(session, org.id, state)
+    load_all_members(session, org.id, state)
+    groups = diff_groups(desired_groups, state)
+    members = diff_members(desired, state, desired_groups, groups, deprovision=settings.deprovision)
+    plan = assemble(org.id, groups, members, state)
+    stored, current = _group_digests(session, org.id, index)
+    plan.group_digests = {g: v for g, v in current.items() if stored.get(g) != v}
+    plan.gone_group_ids = set(stored) - set(current)
+    return plan
+
+
+def reconcile_delta(session: Session, org: Organization, delta: DirectoryDelta) -> Plan:
+    """Only the users and members `delta` reaches, plus every user below a directory group whose
+    meaning (org group, scope, role, nesting) changed since the last reconcile."""
+    mapping = org_mapping(session, org.id)
+    settings = OrgSettings.of(org)
+    index = load_group_index(session, org.id, mapping)
+    desired_groups = desire_groups(index)
+    stored, current = _group_digests(session, org.id, index)
+    changed_groups = {g for g, v in current.items() if stored.get(g) != v}
+    gone = set(stored) - set(current)
+
+    state = OrgState()
+    load_group_layer(session, org.id, state)
+    user_ids = set(delta.user_ids) | delta.users_below_deleted
+    user_ids |= users_below(session, index, changed_groups)
+    member_ids = set(delta.orphaned_member_ids)
+    # A deleted group that no hook reported (a bulk delete): its org group's members.
+    for gid in gone:
+        target = stored[gid][1]
+        group = next(
+            (g for g in state.groups.values() if target and g.name.lower() == target.lower()), None
+        )
+        if group is not None:
+            member_ids |= set(
+                session.scalars(
+                    select(MemberGroup.member_id).where(MemberGroup.group_id == group.id)
+                )
+            )
+    orphans = set(delta.orphaned_member_ids)
+    desired: list[DesiredMember] = []
+    seen_users: set[str] = set()
+    plan = Plan(org_id=org.id)
+    for _ in range(MAX_ROUNDS):
+        for ids in chunks(member_ids - set(state.members)):
+            _add_members(session, state, (Member.org_id == org.id) & Member.id.in_(ids))
+        user_ids |= {
+            m.directory_user_id
+            for m in state.members.values()
+            if m.id in member_ids and m.directory_user_id
+        }
+        desired += desire_users(session, org.id, index, user_ids - seen_users)
+        seen_users |= user_ids
+        load_members_for(session, org.id, state, desired, set())
+        groups = diff_groups(desired_groups, state)
+        members = diff_members(
+            desired,
+            state,
+            desired_groups,
+            groups,
+            deprovision=settings.deprovision,
+            orphans_considered=orphans,
+        )
+        plan = assemble(org.id, groups, members, state)
+        # Who else this Plan reaches: members of groups it takes over, and users waiting for an
+        # e-mail or externalId it frees.
+        for change in plan.of_kind(AdoptGroup):
+            member_ids |= set(
+                session.scalars(
+                    select(MemberGroup.member_id).where(
+                        MemberGroup.group_id == change.group_id  # type: ignore[attr-defined]
+                    )
+                )
+            )
+        user_ids |= claimers(session, org.id, members.freed_emails, members.freed_external_ids)
+        if user_ids <= seen_users and member_ids <= set(state.members):
+            break
+    plan.group_digests = {g: current[g] for g in changed_groups}
+    plan.gone_group_ids = gone
+    return plan
+
+
+def reconcile_users(session: Session, org: Organization, member_ids: Iterable[str]) -> Plan:
+    """A Plan for a few members (used to re-check a held change before applying it)."""
+    rows = session.execute(
+        select(Member.id, Member.directory_user_id).where(
+            Member.org_id == org.id, Member.id.in_(list(member_ids))
+        )
+    ).all()
+    delta = DirectoryDelta(
+        user_ids={u for _, u in rows if u},
+        orphaned_member_ids={m for m, u in rows if not u},
+    )
+    return reconcile_delta(session, org, delta)

@@ -1,0 +1,109 @@
+"""The mass-deprovisioning guard, through SCIM (a sliding hour of requests) and through one full
+Plan; and the held changes' approve / drop from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from click.testing import CliRunner
+from sqlalchemy import select
+from test_provisioning_rules import (
+    apply_mapping,
+    configure,
+    create_group,
+    create_user,
+    full_plan,
+    members,
+    set_active,
+)
+
+from gateway.provisioning.cli import register
+from gateway.store.models import Event, HeldChange
+
+
+def cli_runner(database, tmp_path):
+    group = click.Group("scimgate")
+    register(group)
+    env = {"GATEWAY_DATABASE_URL": database.url, "GATEWAY_DATA_DIR": str(tmp_path / "data")}
+
+    def run(*args: str) -> click.testing.Result:
+        result = CliRunner().invoke(group, list(args), env=env, catch_exceptions=False)
+        return result
+
+    return run
+
+
+def statuses(database, org_id):
+    return {email: m["status"] for email, m in members(database, org_id).items()}
+
+
+def test_scim_deactivations_beyond_the_guard_within_an_hour_are_held(scim, database, tmp_path):
+    ids = [create_user(scim, f"user{i:02}@acme.com") for i in range(20)]
+    for user_id in ids[:7]:
+        set_active(scim, user_id, False)  # every request succeeds
+    found = statuses(database, scim.org_id)
+    revoked = sorted(e for e, s in found.items() if s == "revoked")
+    assert revoked == [f"user{i:02}@acme.com" for i in range(5)]
+    assert found["user05@acme.com"] == found["user06@acme.com"] == "invited"
+    with database.read() as session:
+        held = session.scalars(select(HeldChange).order_by(HeldChange.id)).all()
+        assert [(h.kind, h.change["email"], h.status) for h in held] == [
+            ("member.revoke", "user05@acme.com", "pending"),
+            ("member.revoke", "user06@acme.com", "pending"),
+        ]
+        reason = session.scalar(
+            select(Event.detail).where(Event.type == "provisioning.deprovisioning_held")
+        )["reason"]
+        assert "within an hour exceed both 5 and 10% of 20 members" in reason
+    # Held changes are not planned again, nor held twice.
+    plan = full_plan(database, scim.org_id)
+    assert not plan and len(plan.skipped) == 2
+
+    run = cli_runner(database, tmp_path)
+    listing = json.loads(run("held", "--org", scim.org_id, "--json").output)
+    assert [h["email"] for h in listing] == ["user05@acme.com", "user06@acme.com"]
+    assert "user05@acme.com" in run("held", "--org", "Acme").output
+    result = run("held", "approve", str(listing[0]["id"]))
+    assert result.exit_code == 0, result.output
+    assert "Approved" in result.output
+    result = run("held", "drop", str(listing[1]["id"]))
+    assert result.exit_code == 0, result.output
+    found = statuses(database, scim.org_id)
+    assert (found["user05@acme.com"], found["user06@acme.com"]) == ("revoked", "invited")
+    assert "was dropped already" in run("held", "drop", str(listing[1]["id"])).output
+    assert run("held", "--org", scim.org_id).output.strip() == "Nothing held."
+
+
+def test_reactivating_a_user_drops_their_held_revoke(scim, database):
+    configure(database, scim.org_id, guard_count=0, guard_share=0.0)
+    user_id = create_user(scim, "ann@acme.com")
+    set_active(scim, user_id, False)
+    assert statuses(database, scim.org_id) == {"ann@acme.com": "invited"}
+    set_active(scim, user_id, True)
+    with database.read() as session:
+        assert session.scalar(select(HeldChange.status)) == "dropped"
+    assert not full_plan(database, scim.org_id).skipped
+
+
+def test_one_full_plan_beyond_the_guard_holds_the_excess(scim, database, tmp_path):
+    staff = create_group(scim, "Staff")
+    for i in range(30):
+        create_user(scim, f"user{i:02}@acme.com")
+    outcome = apply_mapping(database, scim.org_id, "scope: {groups: [Staff]}\n")
+    assert len(outcome.plan.deprovisionings) == 30
+    assert len(outcome.applied.held) == 25  # max(5, 10% of 30) go now
+    assert list(statuses(database, scim.org_id).values()).count("revoked") == 5
+    assert staff
+    # Changing the guard setting does not release anything held: an admin decides.
+    configure(database, scim.org_id, guard_count=100)
+    assert not full_plan(database, scim.org_id)
+
+
+def test_guard_allows_a_share_of_a_large_organization(scim, database):
+    configure(database, scim.org_id, guard_count=2, guard_share=0.25)
+    ids = [create_user(scim, f"user{i:02}@acme.com") for i in range(12)]
+    for user_id in ids[:4]:
+        set_active(scim, user_id, False)
+    # 3 of 12 (25%) may go within the hour; the fourth is held.
+    assert list(statuses(database, scim.org_id).values()).count("revoked") == 3
