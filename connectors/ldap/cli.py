@@ -1,0 +1,387 @@
+"""`scimgate ldap ...` and `scimgate sync ...`: configure, test and run an organization's LDAP
+connectors from the command line.
+
+Does: store the validated YAML (`ldap set`), show it (`ldap show`), check a connection step by
+step (`ldap test`), dry-run and run a sync (`sync plan`, `sync run`), list past runs (`sync
+history`). Does not: hold sync logic (sync.py) or formatting helpers (gateway.cli's are used).
+Registered on the `scimgate` group by `register(main)`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from gateway.cli_context import (
+    CliContext,
+    handle_errors,
+    json_option,
+    pass_ctx,
+    print_json,
+    print_table,
+)
+
+
+def register(main: click.Group) -> None:
+    main.add_command(ldap)
+    main.add_command(sync)
+
+
+org_option = click.option("--org", "org_key", required=True, help="Organization id or name.")
+connector_option = click.option(
+    "--connector", "connector_name", help="Only this connector (default: all)."
+)
+
+
+def _connectors(ctx: CliContext, org_key: str, name: str | None):  # type: ignore[no-untyped-def]
+    from connectors.ldap.config import org_connectors, pick
+    from gateway.orgs import find_org
+
+    with ctx.current_db().read() as session:
+        org = find_org(session, org_key)
+        return org.id, org.name, pick(org_connectors(org.settings), name, org.name)
+
+
+class _Progress:
+    """A one-line counter on a terminal; silent otherwise (logs and pipes stay clean)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.enabled = sys.stderr.isatty()
+        self.shown = False
+
+    def __call__(self, stage: str, n: int) -> None:
+        if self.enabled:
+            click.echo(f"\r{self.label}: read {n:,} {stage}   ", nl=False, err=True)
+            self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            click.echo("", err=True)
+
+
+# --- ldap ---------------------------------------------------------------------------------------
+
+
+@click.group()
+def ldap() -> None:
+    """LDAP / Active Directory connectors of an organization."""
+
+
+@ldap.command("set")
+@org_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@pass_ctx
+@handle_errors
+def ldap_set(ctx: CliContext, org_key: str, file: Path) -> None:
+    """Validate FILE (YAML) and store it as the organization's LDAP configuration."""
+    from connectors.ldap.config import SETTINGS_KEY, load_yaml
+    from gateway.orgs import find_org
+    from gateway.store.models import Event
+
+    document, connectors = load_yaml(file.read_text())
+    with ctx.current_db().transaction() as session:
+        org = find_org(session, org_key)
+        org.settings = {**(org.settings or {}), SETTINGS_KEY: document}
+        session.add(
+            Event(
+                org_id=org.id,
+                actor="admin:cli",
+                type="ldap.configured",
+                target_type="organization",
+                target_id=org.id,
+                detail={"connectors": sorted(connectors)},
+            )
+        )
+        name = org.name
+    for cfg in connectors.values():
+        if not cfg.tls_verify:
+            click.echo(
+                f"warning: connector {cfg.name}: TLS certificate verification is OFF", err=True
+            )
+    click.echo(
+        f"Stored {len(connectors)} LDAP connector(s) for {name}: {', '.join(sorted(connectors))}"
+    )
+
+
+@ldap.command("show")
+@org_option
+@json_option
+@pass_ctx
+@handle_errors
+def ldap_show(ctx: CliContext, org_key: str, as_json: bool) -> None:
+    """Print the organization's LDAP configuration (it holds no passwords)."""
+    import yaml
+
+    from connectors.ldap.config import SETTINGS_KEY
+    from gateway.orgs import find_org
+
+    with ctx.current_db().read() as session:
+        org = find_org(session, org_key)
+        document = (org.settings or {}).get(SETTINGS_KEY)
+    if not document:
+        raise click.ClickException(
+            f"{org.name} has no LDAP connector: add one with `scimgate ldap set`"
+        )
+    if as_json:
+        print_json(document)
+    else:
+        click.echo(yaml.safe_dump(document, sort_keys=False).rstrip())
+
+
+@ldap.command("test")
+@org_option
+@connector_option
+@click.option("--sample", default=3, show_default=True, help="How many users and groups to show.")
+@pass_ctx
+@handle_errors
+def ldap_test(ctx: CliContext, org_key: str, connector_name: str | None, sample: int) -> None:
+    """Connect, bind and count users and groups; on failure, say which step failed and why."""
+    from connectors.ldap.diagnose import diagnose
+
+    _, _, connectors = _connectors(ctx, org_key, connector_name)
+    failed = False
+    for cfg in connectors:
+        click.echo(f"Connector {cfg.name} ({', '.join(cfg.servers)})")
+        report = diagnose(cfg, sample=sample)
+        for step in report.steps:
+            click.echo(f"  {'ok  ' if step.ok else 'FAIL'} {step.name}: {step.detail}")
+        if report.ok:
+            click.echo(f"  users: {report.users}  groups: {report.groups}")
+            for line in report.sample:
+                click.echo(f"    {line}")
+            for warning in report.warnings[:10]:
+                click.echo(f"  warning: {warning}")
+        failed |= not report.ok
+    if failed:
+        sys.exit(1)
+
+
+# --- sync ---------------------------------------------------------------------------------------
+
+
+@click.group()
+def sync() -> None:
+    """Directory syncs of LDAP connectors: dry run, run, history."""
+
+
+def _print_summary(result: Any) -> None:
+    s = result.summary
+    click.echo(
+        f"Connector {result.connector}: {result.kind} sync{' (dry run)' if result.dry_run else ''}"
+    )
+    if result.plan is not None:
+        rows = result.plan.rows()
+        click.echo(f"  Plan ({len(rows)} change(s)){':' if rows else ': nothing to do'}")
+        for kind, target, detail in rows[:200]:
+            click.echo(f"    {kind:<22} {target}  {detail}".rstrip())
+        if len(rows) > 200:
+            click.echo(f"    ... and {len(rows) - 200} more")
+        for problem in getattr(result.plan, "problems", ())[:20]:
+            click.echo(f"    problem: {problem}")
+        click.echo("  Directory layer:")
+    sections = [
+        ("users to add" if result.dry_run else "users added", s.users_added),
+        (
+            "users to update" if result.dry_run else "users updated",
+            [f"{n} ({', '.join(f)})" for n, f in s.users_updated],
+        ),
+        ("users to remove" if result.dry_run else "users removed", s.users_removed),
+        ("groups to add" if result.dry_run else "groups added", s.groups_added),
+        (
+            "groups to update" if result.dry_run else "groups updated",
+            [f"{n} ({', '.join(f)})" for n, f in s.groups_updated],
+        ),
+        ("groups to remove" if result.dry_run else "groups removed", s.groups_removed),
+        ("members added to", [f"{g}: +{n}" for g, n in sorted(s.members_added.items())]),
+        ("members removed from", [f"{g}: -{n}" for g, n in sorted(s.members_removed.items())]),
+    ]
+    if not s:
+        click.echo("  no changes")
+    for title, items in sections:
+        if items:
+            click.echo(f"  {title} ({len(items)}):")
+            for item in items[:50]:
+                click.echo(f"    {item}")
+            if len(items) > 50:
+                click.echo(f"    ... and {len(items) - 50} more")
+    for warning in s.warnings[:20]:
+        click.echo(f"  warning: {warning}")
+
+
+def _run(
+    ctx: CliContext,
+    org_key: str,
+    connector_name: str | None,
+    full: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    from connectors.ldap.schedule import connector_lock
+    from connectors.ldap.sync import SyncFailed, sync_connector
+
+    org_id, _, connectors = _connectors(ctx, org_key, connector_name)
+    failed = False
+    for cfg in connectors:
+        progress = _Progress(cfg.name)
+        try:
+            with connector_lock(ctx.db, org_id, cfg.name):
+                result = sync_connector(
+                    ctx.db,
+                    org_id,
+                    cfg,
+                    kind="full" if full else "auto",
+                    dry_run=dry_run,
+                    progress=progress,
+                )
+        except SyncFailed as exc:
+            progress.done()
+            failed = True
+            if as_json:
+                print_json(
+                    {
+                        "connector": cfg.name,
+                        "status": "failed",
+                        "error": str(exc),
+                        "run_id": exc.run_id,
+                    }
+                )
+            else:
+                click.echo(
+                    f"Connector {cfg.name}: the sync failed and changed nothing: {exc}", err=True
+                )
+            continue
+        progress.done()
+        if as_json:
+            print_json(
+                {
+                    "connector": cfg.name,
+                    "kind": result.kind,
+                    "dry_run": dry_run,
+                    "status": "succeeded",
+                    "run_id": result.run_id,
+                    "counts": result.counts,
+                }
+            )
+        else:
+            _print_summary(result)
+            if dry_run:
+                click.echo("  (dry run: nothing was changed)")
+    if failed:
+        sys.exit(1)
+
+
+@sync.command("plan")
+@org_option
+@connector_option
+@click.option("--full", is_flag=True, help="Read everything, as the periodic full sync does.")
+@json_option
+@pass_ctx
+@handle_errors
+def sync_plan(
+    ctx: CliContext, org_key: str, connector_name: str | None, full: bool, as_json: bool
+) -> None:
+    """Dry run: read the directory and print what a sync would change; change nothing."""
+    _run(ctx, org_key, connector_name, full, True, as_json)
+
+
+@sync.command("run")
+@org_option
+@connector_option
+@click.option("--full", is_flag=True, help="A full sync (finds deleted users and groups).")
+@json_option
+@pass_ctx
+@handle_errors
+def sync_run(
+    ctx: CliContext, org_key: str, connector_name: str | None, full: bool, as_json: bool
+) -> None:
+    """Sync now and apply the result (the mass-deprovisioning guard applies)."""
+    _run(ctx, org_key, connector_name, full, False, as_json)
+
+
+@sync.command("history")
+@org_option
+@connector_option
+@click.option("--limit", default=20, show_default=True)
+@json_option
+@pass_ctx
+@handle_errors
+def sync_history(
+    ctx: CliContext, org_key: str, connector_name: str | None, limit: int, as_json: bool
+) -> None:
+    """Past runs: start, end, kind, counts, result and error."""
+    from gateway.orgs import find_org
+    from gateway.store.models import SyncRun
+
+    with ctx.current_db().read() as session:
+        org = find_org(session, org_key)
+        query = select(SyncRun).where(SyncRun.org_id == org.id)
+        if connector_name:
+            query = query.where(SyncRun.connector == connector_name)
+        runs = list(
+            session.scalars(
+                query.order_by(SyncRun.started_at.desc(), SyncRun.id.desc()).limit(limit)
+            )
+        )
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": r.id,
+                    "connector": r.connector,
+                    "kind": r.kind,
+                    "status": r.status,
+                    "started_at": r.started_at,
+                    "finished_at": r.finished_at,
+                    "counts": r.counts,
+                    "error": r.error,
+                }
+                for r in runs
+            ]
+        )
+        return
+    if not runs:
+        click.echo(f"No sync runs yet for {org.name}.")
+        return
+    print_table(
+        ["Id", "Connector", "Kind", "Started", "Finished", "Result", "Counts", "Error"],
+        [
+            (
+                r.id,
+                r.connector,
+                r.kind,
+                _when(r.started_at),
+                _when(r.finished_at),
+                r.status,
+                _counts(r.counts),
+                (r.error or "").splitlines()[0][:100] if r.error else "",
+            )
+            for r in runs
+        ],
+    )
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _counts(counts: dict | None) -> str:
+    if not counts:
+        return ""
+    short = {
+        "users_added": "+u",
+        "users_updated": "~u",
+        "users_removed": "-u",
+        "groups_added": "+g",
+        "groups_updated": "~g",
+        "groups_removed": "-g",
+        "memberships_added": "+m",
+        "memberships_removed": "-m",
+    }
+    parts = [f"read {counts.get('users_read', 0)}u"]
+    parts += [f"{label}{counts[k]}" for k, label in short.items() if counts.get(k)]
+    return " ".join(parts)

@@ -1,0 +1,496 @@
+"""The LDAP connector configuration: an organization's YAML, validated, with presets.
+
+Does: parse and validate the YAML (marshmallow) into `ConnectorConfig` objects with clear errors
+("connectors.corp.page_size: ..."), fill in the `ad` / `openldap` presets, and read the bind
+password from its environment variable or file when a connection needs it. Does not: connect to
+anything or store anything (the CLI keeps the validated JSON in Organization.settings).
+
+Passwords never appear in the configuration: only `password_env: NAME` or `password_file: PATH`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates_schema,
+)
+
+from gateway.errors import InvalidInput
+
+SETTINGS_KEY = "ldap_connectors"
+
+# What each preset fills in; anything the YAML says wins.
+PRESETS: dict[str, dict[str, Any]] = {
+    "ad": {
+        "user_object_class": "user",
+        "user_filter": "(&(objectCategory=person)(objectClass=user))",
+        "group_object_class": "group",
+        "group_filter": "(objectClass=group)",
+        "attributes": {
+            "unique_id": "objectGUID",
+            "email": "mail",
+            "given_name": "givenName",
+            "family_name": "sn",
+            "display_name": "displayName",
+            "group_name": "cn",
+            "member": "member",
+            "member_uid": None,
+            "uid": "sAMAccountName",
+            "email_prefix": "sAMAccountName",
+        },
+        "disabled": {"attribute": "userAccountControl", "values": []},
+        "nested_groups": "in_chain",
+        "primary_group": True,
+        "delta": "usn",
+    },
+    "openldap": {
+        "user_object_class": "inetOrgPerson",
+        "user_filter": "(objectClass=inetOrgPerson)",
+        "group_object_class": "groupOfNames",
+        "group_filter": "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)"
+        "(objectClass=posixGroup))",
+        "attributes": {
+            "unique_id": "entryUUID",
+            "email": "mail",
+            "given_name": "givenName",
+            "family_name": "sn",
+            "display_name": "cn",
+            "group_name": "cn",
+            "member": "member",
+            "member_uid": "memberUid",
+            "uid": "uid",
+            "email_prefix": "uid",
+        },
+        "disabled": None,
+        "nested_groups": "client",
+        "primary_group": False,
+        "delta": "modify_timestamp",
+    },
+}
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Duration(fields.Field):
+    """Seconds as a number, or "30s", "5m", "2h", "1d"."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool):
+            raise ValidationError("expected a duration such as 300, 5m, 2h or 1d")
+        if isinstance(value, int):
+            seconds = value
+        else:
+            match = _DURATION.match(str(value))
+            if not match:
+                raise ValidationError("expected a duration such as 300, 5m, 2h or 1d")
+            seconds = int(match.group(1)) * _UNITS[match.group(2)]
+        if seconds < 1:
+            raise ValidationError("must be at least 1 second")
+        return seconds
+
+
+def _ldap_url(value: str) -> None:
+    if not re.match(r"^ldaps?://[^/\s]+/?$", value):
+        raise ValidationError(
+            f"{value!r} is not an LDAP server URL: expected ldap://HOST[:PORT] or ldaps://HOST[:PORT]"
+        )
+
+
+def _filter(value: str) -> None:
+    if not (value.startswith("(") and value.endswith(")")) or value.count("(") != value.count(")"):
+        raise ValidationError(f"{value!r} is not an LDAP filter: it must be in parentheses")
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class TlsSchema(_Strict):
+    ca_file = fields.String()
+    client_cert = fields.String()
+    client_key = fields.String()
+    verify = fields.Boolean(load_default=True)
+    server_name = fields.String()
+
+
+class BindSchema(_Strict):
+    user = fields.String(required=True)
+    password_env = fields.String()
+    password_file = fields.String()
+
+    @validates_schema
+    def _one_password(self, data: dict, **kwargs: Any) -> None:
+        if bool(data.get("password_env")) == bool(data.get("password_file")):
+            raise ValidationError(
+                "give exactly one of password_env (an environment variable name) or "
+                "password_file (a file path); the password itself never goes in this file",
+                "password_env",
+            )
+
+
+class AttributesSchema(_Strict):
+    unique_id = fields.String(allow_none=True)
+    email = fields.String()
+    given_name = fields.String(allow_none=True)
+    family_name = fields.String(allow_none=True)
+    display_name = fields.String(allow_none=True)
+    group_name = fields.String()
+    member = fields.String(allow_none=True)
+    member_uid = fields.String(allow_none=True)
+    uid = fields.String(allow_none=True)
+    email_prefix = fields.String(allow_none=True)
+
+
+class DisabledSchema(_Strict):
+    attribute = fields.String(required=True)
+    # Values that mean "disabled" (case-insensitive); empty: the attribute being present does.
+    values = fields.List(fields.String(), load_default=list)
+
+
+class ConnectorSchema(_Strict):
+    preset = fields.String(validate=validate.OneOf(sorted(PRESETS)))
+    servers = fields.List(
+        fields.String(validate=_ldap_url), required=True, validate=validate.Length(min=1)
+    )
+    start_tls = fields.Boolean(load_default=False)
+    tls = fields.Nested(TlsSchema, load_default=dict)
+    bind = fields.Nested(BindSchema, required=True)
+    base_dn = fields.String(required=True, validate=validate.Length(min=1))
+    user_base = fields.String()
+    user_filter = fields.String(validate=_filter)
+    user_object_class = fields.String()
+    group_base = fields.String()
+    group_filter = fields.String(validate=_filter)
+    group_object_class = fields.String()
+    attributes = fields.Nested(AttributesSchema, load_default=dict)
+    email_suffix = fields.String(validate=validate.Regexp(r"^@?[^@\s]+$"))
+    disabled = fields.Nested(DisabledSchema, allow_none=True)
+    nested_groups = fields.String(validate=validate.OneOf(["in_chain", "client", "none"]))
+    primary_group = fields.Boolean()
+    delta = fields.String(validate=validate.OneOf(["usn", "modify_timestamp", "none"]))
+    page_size = fields.Integer(load_default=500, validate=validate.Range(min=1, max=10000))
+    time_limit = Duration(load_default=120)
+    interval = Duration(load_default=300)
+    full_sync_interval = Duration(load_default=86400)
+    # Entries modified this close to the start of a read are read again by the next delta
+    # (modifyTimestamp has one-second resolution and the two clocks may differ).
+    clock_skew = Duration(load_default=60)
+
+    @validates_schema
+    def _needs_preset_or_attributes(self, data: dict, **kwargs: Any) -> None:
+        if "preset" not in data:
+            attrs = data.get("attributes") or {}
+            missing = [k for k in ("email", "group_name") if not attrs.get(k)]
+            if missing:
+                raise ValidationError(
+                    "without a preset (ad or openldap) set attributes."
+                    + ", attributes.".join(missing),
+                    "preset",
+                )
+        tls = data.get("tls") or {}
+        if bool(tls.get("client_cert")) != bool(tls.get("client_key")):
+            raise ValidationError("client_cert and client_key go together", "tls")
+
+
+class FileSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    connectors = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")),
+        values=fields.Dict(),
+        required=True,
+        validate=validate.Length(min=1),
+    )
+
+
+@dataclass(frozen=True)
+class Attributes:
+    unique_id: str | None
+    email: str
+    given_name: str | None
+    family_name: str | None
+    display_name: str | None
+    group_name: str
+    member: str | None
+    member_uid: str | None
+    uid: str | None
+    email_prefix: str | None
+
+
+@dataclass(frozen=True)
+class Disabled:
+    attribute: str
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    name: str
+    preset: str | None
+    servers: tuple[str, ...]
+    start_tls: bool
+    tls_verify: bool
+    ca_file: str | None
+    client_cert: str | None
+    client_key: str | None
+    tls_server_name: str | None
+    bind_user: str
+    password_env: str | None
+    password_file: str | None
+    base_dn: str
+    user_base: str
+    user_filter: str
+    user_object_class: str | None
+    group_base: str
+    group_filter: str
+    group_object_class: str | None
+    attributes: Attributes
+    email_suffix: str | None
+    disabled: Disabled | None
+    nested_groups: str
+    primary_group: bool
+    delta: str
+    page_size: int
+    time_limit: int
+    interval: int
+    full_sync_interval: int
+    clock_skew: int
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def source(self) -> str:
+        return f"ldap:{self.name}"
+
+    def password(self) -> str:
+        """The bind password, read now from its environment variable or file."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise InvalidInput(
+                    f"connector {self.name}: the environment variable {self.password_env} "
+                    "(password_env) is not set"
+                )
+            return value
+        assert self.password_file
+        try:
+            return Path(self.password_file).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise InvalidInput(
+                f"connector {self.name}: cannot read password_file {self.password_file}: "
+                f"{exc.strerror}"
+            ) from None
+
+    def user_attributes(self) -> list[str]:
+        """Only what the sync needs, never `*`."""
+        a = self.attributes
+        wanted = [
+            a.unique_id,
+            a.email,
+            a.given_name,
+            a.family_name,
+            a.display_name,
+            a.uid,
+            a.email_prefix,
+            self.disabled.attribute if self.disabled else None,
+        ]
+        if self.primary_group:
+            wanted.append("primaryGroupID")
+        return _unique(wanted)
+
+    def group_attributes(self) -> list[str]:
+        a = self.attributes
+        wanted = [a.unique_id, a.group_name, a.member, a.member_uid]
+        if self.primary_group:
+            wanted.append("objectSid")
+        return _unique(wanted)
+
+
+def _unique(names: list[str | None]) -> list[str]:
+    seen: dict[str, str] = {}
+    for name in names:
+        if name and name.lower() not in seen:
+            seen[name.lower()] = name
+    return list(seen.values())
+
+
+def _flatten(errors: Any, prefix: str) -> list[str]:
+    if isinstance(errors, dict):
+        out: list[str] = []
+        for key, value in errors.items():
+            label = (
+                f"{prefix}[{key}]"
+                if isinstance(key, int)
+                else f"{prefix}.{key}"
+                if prefix
+                else str(key)
+            )
+            if key == "_schema":
+                label = prefix or "(top level)"
+            out += _flatten(value, label)
+        return out
+    if isinstance(errors, list):
+        if all(isinstance(e, str) for e in errors):
+            return [f"{prefix}: {' '.join(errors)}"]
+        return [line for e in errors for line in _flatten(e, prefix)]
+    return [f"{prefix}: {errors}"]
+
+
+def _merge(preset: dict, given: dict) -> dict:
+    merged = dict(preset)
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _rdn_join(base: str | None, base_dn: str) -> str:
+    """user_base / group_base may be absolute, or relative to base_dn (e.g. "OU=Staff")."""
+    if not base:
+        return base_dn
+    if base.lower().endswith(base_dn.lower()):
+        return base
+    return f"{base},{base_dn}"
+
+
+def parse_connector(name: str, raw: dict, where: str = "connectors") -> ConnectorConfig:
+    label = f"{where}.{name}"
+    try:
+        data = ConnectorSchema().load(raw)
+    except ValidationError as exc:
+        raise InvalidInput(
+            "invalid LDAP connector configuration:\n  " + "\n  ".join(_flatten(exc.messages, label))
+        ) from None
+    if "password" in (raw.get("bind") or {}):  # pragma: no cover - the schema refuses it first
+        raise InvalidInput(f"{label}.bind.password: passwords never go in the configuration")
+    preset = dict(PRESETS.get(data.get("preset") or "", {}))
+    merged = _merge(preset, {k: v for k, v in data.items() if v is not None or k == "disabled"})
+    if "disabled" not in data:
+        merged["disabled"] = preset.get("disabled")
+    attrs = merged.get("attributes") or {}
+    tls = merged.get("tls") or {}
+    disabled = merged.get("disabled")
+    default_filter = f"(objectClass={merged.get('user_object_class') or 'inetOrgPerson'})"
+    default_group_filter = f"(objectClass={merged.get('group_object_class') or 'groupOfNames'})"
+    return ConnectorConfig(
+        name=name,
+        preset=data.get("preset"),
+        servers=tuple(merged["servers"]),
+        start_tls=merged["start_tls"],
+        tls_verify=tls.get("verify", True),
+        ca_file=tls.get("ca_file"),
+        client_cert=tls.get("client_cert"),
+        client_key=tls.get("client_key"),
+        tls_server_name=tls.get("server_name"),
+        bind_user=merged["bind"]["user"],
+        password_env=merged["bind"].get("password_env"),
+        password_file=merged["bind"].get("password_file"),
+        base_dn=merged["base_dn"],
+        user_base=_rdn_join(merged.get("user_base"), merged["base_dn"]),
+        user_filter=merged.get("user_filter") or default_filter,
+        user_object_class=merged.get("user_object_class"),
+        group_base=_rdn_join(merged.get("group_base"), merged["base_dn"]),
+        group_filter=merged.get("group_filter") or default_group_filter,
+        group_object_class=merged.get("group_object_class"),
+        attributes=Attributes(
+            unique_id=attrs.get("unique_id"),
+            email=attrs.get("email") or "mail",
+            given_name=attrs.get("given_name"),
+            family_name=attrs.get("family_name"),
+            display_name=attrs.get("display_name"),
+            group_name=attrs.get("group_name") or "cn",
+            member=attrs.get("member"),
+            member_uid=attrs.get("member_uid"),
+            uid=attrs.get("uid"),
+            email_prefix=attrs.get("email_prefix"),
+        ),
+        email_suffix=("@" + merged["email_suffix"].lstrip("@"))
+        if merged.get("email_suffix")
+        else None,
+        disabled=Disabled(disabled["attribute"], tuple(disabled.get("values") or ()))
+        if disabled
+        else None,
+        nested_groups=merged.get("nested_groups") or "client",
+        primary_group=bool(merged.get("primary_group")),
+        delta=merged.get("delta") or "modify_timestamp",
+        page_size=merged["page_size"],
+        time_limit=merged["time_limit"],
+        interval=merged["interval"],
+        full_sync_interval=merged["full_sync_interval"],
+        clock_skew=merged["clock_skew"],
+        raw=raw,
+    )
+
+
+def parse_document(document: Any) -> dict[str, ConnectorConfig]:
+    """A whole file's worth: {"connectors": {name: {...}, ...}}."""
+    if not isinstance(document, dict):
+        raise InvalidInput("the LDAP configuration must be a mapping with a `connectors:` key")
+    try:
+        FileSchema().load(document)
+    except ValidationError as exc:
+        raise InvalidInput(
+            "invalid LDAP connector configuration:\n  " + "\n  ".join(_flatten(exc.messages, ""))
+        ) from None
+    return {name: parse_connector(name, raw) for name, raw in document["connectors"].items()}
+
+
+def load_yaml(text: str) -> tuple[dict, dict[str, ConnectorConfig]]:
+    """(the document as JSON-able data, its connectors) from YAML text."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"the LDAP configuration is not valid YAML: {exc}") from None
+    return document, parse_document(document)
+
+
+def org_connectors(settings: dict | None) -> dict[str, ConnectorConfig]:
+    """The connectors stored in an organization's settings (empty if none)."""
+    document = (settings or {}).get(SETTINGS_KEY)
+    if not document:
+        return {}
+    return parse_document(document)
+
+
+def pick(
+    connectors: dict[str, ConnectorConfig], name: str | None, org_name: str
+) -> list[ConnectorConfig]:
+    if not connectors:
+        raise InvalidInput(
+            f"organization {org_name} has no LDAP connector: add one with `scimgate ldap set`"
+        )
+    if name is None:
+        return list(connectors.values())
+    if name not in connectors:
+        raise InvalidInput(
+            f"organization {org_name} has no LDAP connector named {name!r} "
+            f"(it has: {', '.join(sorted(connectors))})"
+        )
+    return [connectors[name]]
+
+
+__all__ = [
+    "PRESETS",
+    "SETTINGS_KEY",
+    "ConnectorConfig",
+    "load_yaml",
+    "org_connectors",
+    "parse_connector",
+    "parse_document",
+    "pick",
+]

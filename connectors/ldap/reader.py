@@ -1,0 +1,530 @@
+"""Reading users and groups from a bound LDAP connection into compact records.
+
+Does: paged, streaming searches that ask only for the attributes the sync needs; ranged
+retrieval of large multi-valued attributes (AD's `member;range=0-1499`); stable identity
+(objectGUID / entryUUID, DN only as fallback); disabled users; memberships from member DNs,
+memberUid and primaryGroupID, nested groups through AD's in-chain rule or client-side with cycle
+protection; the rootDSE facts a delta sync needs. Every search must complete: an error, a time or
+size limit, or a result cut short raises `LdapError`, never a shorter list.
+
+Does not: write to the database (directory.py) or decide between full and delta (sync.py).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ldap3 import BASE, SUBTREE, Connection
+from ldap3.core.exceptions import LDAPException
+from ldap3.utils.conv import escape_filter_chars
+
+from connectors.ldap.config import ConnectorConfig
+from connectors.ldap.connection import LdapError
+from gateway.scim.schema import USER_SCHEMA
+
+PAGED_RESULTS = "1.2.840.113556.1.4.319"
+IN_CHAIN = "1.2.840.113556.1.4.1941"
+AD_CAPABILITY = "1.2.840.113556.1.4.800"
+UF_ACCOUNTDISABLE = 2
+
+Progress = Callable[[str, int], None]
+
+_DN_SPACES = re.compile(r"\s*([,=+])\s*")
+_RANGE = re.compile(r"^(?P<attr>[^;]+);range=(?P<low>\d+)-(?P<high>\d+|\*)$", re.I)
+
+# Result codes that mean "you did not get everything" (RFC 4511 §4.1.9).
+_RESULT_MEANING = {
+    3: "the time limit was exceeded",
+    4: "the size limit was exceeded (the server returned only part of the entries)",
+    9: "the server returned partial results",
+    10: "the server sent a referral instead of results",
+    11: "an administrative limit was exceeded",
+    51: "the server is busy",
+    52: "the server is unavailable",
+}
+
+
+def normalize_dn(dn: str) -> str:
+    return _DN_SPACES.sub(r"\1", dn.strip()).lower()
+
+
+@dataclass(slots=True)
+class UserRecord:
+    external_id: str
+    dn: str
+    user_name: str
+    active: bool
+    resource: dict
+    uid: str | None = None
+    primary_group: int | None = None
+
+
+@dataclass(slots=True)
+class GroupRecord:
+    external_id: str
+    dn: str
+    name: str
+    member_dns: list[str] = field(default_factory=list)
+    member_uids: list[str] = field(default_factory=list)
+    rid: int | None = None
+
+
+@dataclass
+class UserIndex:
+    """Just enough of every in-scope user to resolve group members."""
+
+    by_dn: dict[str, str] = field(default_factory=dict)
+    by_uid: dict[str, str] = field(default_factory=dict)
+    by_primary_group: dict[int, list[str]] = field(default_factory=dict)
+
+    def add(self, external_id: str, dn: str, uid: str | None, primary_group: int | None) -> None:
+        self.by_dn[dn] = external_id
+        if uid:
+            self.by_uid.setdefault(uid, external_id)
+        if primary_group is not None:
+            self.by_primary_group.setdefault(primary_group, []).append(external_id)
+
+
+@dataclass
+class RootInfo:
+    is_ad: bool
+    highest_usn: int | None
+    invocation_id: str | None
+    server_time: datetime | None
+
+
+class _Entry:
+    """One searchResEntry's raw attributes, looked up case-insensitively."""
+
+    __slots__ = ("attrs", "dn")
+
+    def __init__(self, dn: str, raw: dict[str, list[bytes]]) -> None:
+        self.dn = dn
+        self.attrs = {k.lower(): v for k, v in raw.items()}
+
+    def values(self, name: str | None) -> list[bytes]:
+        return self.attrs.get(name.lower(), []) if name else []
+
+    def text(self, name: str | None) -> str | None:
+        values = self.values(name)
+        if not values:
+            return None
+        value = values[0]
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        return text.strip() or None
+
+    def texts(self, name: str | None) -> list[str]:
+        return [
+            v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+            for v in self.values(name)
+        ]
+
+
+def _identifier(entry: _Entry, attribute: str | None) -> str:
+    """The stable id: objectGUID as a UUID string, entryUUID or any text attribute; the DN when
+    the entry lacks it (a rename then looks like delete + add)."""
+    values = entry.values(attribute)
+    if values:
+        value = values[0]
+        if (
+            attribute
+            and attribute.lower() in ("objectguid", "msds-consistencyguid")
+            and len(value) == 16
+        ):
+            return str(uuid.UUID(bytes_le=bytes(value)))
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        if text.strip():
+            return text.strip().lower()
+    return "dn:" + normalize_dn(entry.dn)
+
+
+def _rid(sid: bytes | None) -> int | None:
+    """The relative id: the last sub-authority of a binary SID."""
+    if not sid or len(sid) < 12:
+        return None
+    return int.from_bytes(bytes(sid[-4:]), "little")
+
+
+class Reader:
+    def __init__(
+        self, bound_connection: Connection, cfg: ConnectorConfig, progress: Progress | None = None
+    ) -> None:
+        self.conn = bound_connection
+        self.cfg = cfg
+        self.progress = progress or (lambda stage, n: None)
+        self.warnings: list[str] = []
+
+    # --- searching ----------------------------------------------------------------------------
+
+    def _fail(self, what: str, base: str, result: dict) -> LdapError:
+        code = result.get("result")
+        message = (result.get("message") or "").strip()
+        if code == 32:
+            return LdapError("base_dn", f"base DN: {base!r} does not exist on the server ({what})")
+        if code == 87:
+            return LdapError(
+                "filter", f"filter: the server refused the filter of {what}: {message}"
+            )
+        meaning = _RESULT_MEANING.get(code, f"{result.get('description')} (code {code})")
+        return LdapError(
+            "search",
+            f"search of {what} under {base!r} did not complete: {meaning}"
+            + (f": {message}" if message else ""),
+        )
+
+    def search(
+        self,
+        what: str,
+        base: str,
+        search_filter: str,
+        attributes: list[str],
+        *,
+        scope: str = SUBTREE,
+    ) -> Iterator[_Entry]:
+        """Every entry, page by page; raises unless the server says the search completed."""
+        cookie: bytes | None = None
+        while True:
+            try:
+                self.conn.search(
+                    base,
+                    search_filter,
+                    search_scope=scope,
+                    attributes=attributes or ["1.1"],
+                    paged_size=self.cfg.page_size if scope == SUBTREE else None,
+                    paged_cookie=cookie,
+                    time_limit=self.cfg.time_limit,
+                )
+            except LDAPException as exc:
+                stage = "filter" if "filter" in type(exc).__name__.lower() else "search"
+                raise LdapError(stage, f"{stage}: reading {what} failed: {exc}") from None
+            result = self.conn.result
+            if result.get("result") != 0:
+                raise self._fail(what, base, result)
+            response = self.conn.response or []
+            for item in response:
+                if item.get("type") != "searchResEntry":
+                    continue  # continuation references point outside this naming context
+                entry = _Entry(item["dn"], item["raw_attributes"])
+                self._complete_ranges(entry)
+                yield entry
+            controls = result.get("controls") or {}
+            cookie = (controls.get(PAGED_RESULTS) or {}).get("value", {}).get("cookie")
+            if not cookie:
+                return
+
+    def _complete_ranges(self, entry: _Entry) -> None:
+        """AD returns at most 1,500 values of `member` at a time (`member;range=0-1499`); fetch the
+        rest, one range at a time, and fail rather than keep part of them."""
+        ranged = [key for key in entry.attrs if ";range=" in key]
+        for key in ranged:
+            match = _RANGE.match(key)
+            if not match:
+                raise LdapError(
+                    "search", f"search: unexpected ranged attribute {key!r} on {entry.dn}"
+                )
+            attr = match.group("attr")
+            values = list(entry.attrs.pop(key))
+            high = match.group("high")
+            while high != "*":
+                wanted = f"{attr};range={int(high) + 1}-*"
+                try:
+                    self.conn.search(
+                        entry.dn,
+                        "(objectClass=*)",
+                        search_scope=BASE,
+                        attributes=[wanted],
+                        time_limit=self.cfg.time_limit,
+                    )
+                except LDAPException as exc:
+                    raise LdapError(
+                        "search", f"search: ranged retrieval of {attr} of {entry.dn} failed: {exc}"
+                    ) from None
+                result = self.conn.result
+                if result.get("result") != 0 or not self.conn.response:
+                    raise self._fail(f"{attr} of {entry.dn}", entry.dn, result)
+                raw = {k.lower(): v for k, v in self.conn.response[0]["raw_attributes"].items()}
+                keys = [k for k in raw if k.startswith(f"{attr.lower()};range=")]
+                if not keys:
+                    raise LdapError(
+                        "search", f"search: ranged retrieval of {attr} of {entry.dn} stopped early"
+                    )
+                next_match = _RANGE.match(keys[0])
+                assert next_match
+                values.extend(raw[keys[0]])
+                high = next_match.group("high")
+            entry.attrs[attr.lower()] = entry.attrs.get(attr.lower(), []) + values
+
+    # --- rootDSE ------------------------------------------------------------------------------
+
+    def root_info(self) -> RootInfo:
+        entries = list(
+            self.search(
+                "the rootDSE",
+                "",
+                "(objectClass=*)",
+                ["highestCommittedUSN", "dsServiceName", "currentTime", "supportedCapabilities"],
+                scope=BASE,
+            )
+        )
+        root = entries[0] if entries else _Entry("", {})
+        is_ad = AD_CAPABILITY in root.texts("supportedCapabilities")
+        usn = root.text("highestCommittedUSN")
+        invocation_id = None
+        service = root.text("dsServiceName")
+        if service:
+            for entry in self.search(
+                "the DC's NTDS settings", service, "(objectClass=*)", ["invocationId"], scope=BASE
+            ):
+                raw = entry.values("invocationId")
+                if raw and len(raw[0]) == 16:
+                    invocation_id = str(uuid.UUID(bytes_le=bytes(raw[0])))
+        server_time = None
+        current = root.text("currentTime")
+        if current:
+            server_time = parse_generalized_time(current)
+        return RootInfo(is_ad, int(usn) if usn else None, invocation_id, server_time)
+
+    # --- users --------------------------------------------------------------------------------
+
+    def users(
+        self, extra_filter: str = "", *, attributes: list[str] | None = None
+    ) -> Iterator[UserRecord]:
+        cfg = self.cfg
+        attrs = attributes or cfg.user_attributes()
+        flt = f"(&{cfg.user_filter}{extra_filter})" if extra_filter else cfg.user_filter
+        n = 0
+        for entry in self.search("users", cfg.user_base, flt, attrs):
+            n += 1
+            if n % 1000 == 0:
+                self.progress("users", n)
+            record = self.user_record(entry)
+            if record is not None:
+                yield record
+        self.progress("users", n)
+
+    def user_index(self) -> UserIndex:
+        """DN, uid and primary group of every in-scope user (for members, during a delta)."""
+        cfg = self.cfg
+        attrs = [a for a in (cfg.attributes.unique_id, cfg.attributes.uid) if a]
+        if cfg.primary_group:
+            attrs.append("primaryGroupID")
+        index = UserIndex()
+        for entry in self.search("users", cfg.user_base, cfg.user_filter, attrs):
+            uid = entry.text(cfg.attributes.uid)
+            pgid = entry.text("primaryGroupID") if cfg.primary_group else None
+            index.add(
+                _identifier(entry, cfg.attributes.unique_id),
+                normalize_dn(entry.dn),
+                uid.lower() if uid else None,
+                int(pgid) if pgid and pgid.isdigit() else None,
+            )
+        return index
+
+    def user_record(self, entry: _Entry) -> UserRecord | None:
+        cfg = self.cfg
+        a = cfg.attributes
+        external_id = _identifier(entry, a.unique_id)
+        email = entry.text(a.email)
+        if not email and a.email_prefix and cfg.email_suffix:
+            prefix = entry.text(a.email_prefix)
+            email = f"{prefix}{cfg.email_suffix}" if prefix else None
+        if not email:
+            self.warnings.append(
+                f"skipped {entry.dn}: no e-mail ({a.email}) and no e-mail fallback"
+            )
+            return None
+        given, family = entry.text(a.given_name), entry.text(a.family_name)
+        display = entry.text(a.display_name)
+        formatted = display or " ".join(p for p in (given, family) if p) or None
+        active = not self._disabled(entry)
+        name = {
+            k: v
+            for k, v in (("givenName", given), ("familyName", family), ("formatted", formatted))
+            if v
+        }
+        resource: dict = {"schemas": [USER_SCHEMA], "userName": email}
+        if name:
+            resource["name"] = name
+        if formatted:
+            resource["displayName"] = formatted
+        resource["emails"] = [{"value": email, "type": "work", "primary": True}]
+        resource["active"] = active
+        resource["externalId"] = external_id
+        uid = entry.text(a.uid)
+        pgid = entry.text("primaryGroupID") if cfg.primary_group else None
+        return UserRecord(
+            external_id=external_id,
+            dn=normalize_dn(entry.dn),
+            user_name=email,
+            active=active,
+            resource=resource,
+            uid=uid.lower() if uid else None,
+            primary_group=int(pgid) if pgid and pgid.isdigit() else None,
+        )
+
+    def _disabled(self, entry: _Entry) -> bool:
+        rule = self.cfg.disabled
+        if rule is None:
+            return False
+        values = entry.texts(rule.attribute)
+        if rule.attribute.lower() == "useraccountcontrol":
+            return any(v.strip().isdigit() and int(v) & UF_ACCOUNTDISABLE for v in values)
+        if not rule.values:
+            return bool(values)
+        wanted = {v.lower() for v in rule.values}
+        return any(v.strip().lower() in wanted for v in values)
+
+    # --- groups -------------------------------------------------------------------------------
+
+    def groups(self, extra_filter: str = "") -> Iterator[GroupRecord]:
+        cfg = self.cfg
+        attrs = cfg.group_attributes()
+        flt = f"(&{cfg.group_filter}{extra_filter})" if extra_filter else cfg.group_filter
+        n = 0
+        for entry in self.search("groups", cfg.group_base, flt, attrs):
+            n += 1
+            if n % 100 == 0:
+                self.progress("groups", n)
+            yield self.group_record(entry)
+        self.progress("groups", n)
+
+    def group_record(self, entry: _Entry) -> GroupRecord:
+        a = self.cfg.attributes
+        name = entry.text(a.group_name) or entry.dn.split(",", 1)[0].split("=", 1)[-1]
+        sid = entry.values("objectSid") if self.cfg.primary_group else []
+        return GroupRecord(
+            external_id=_identifier(entry, a.unique_id),
+            dn=normalize_dn(entry.dn),
+            name=name,
+            member_dns=[normalize_dn(m) for m in entry.texts(a.member)],
+            member_uids=[u.strip().lower() for u in entry.texts(a.member_uid)],
+            rid=_rid(bytes(sid[0])) if sid else None,
+        )
+
+    def outside_group(self, dn: str) -> GroupRecord | None:
+        """A member DN that is neither an in-scope user nor an in-scope group: if it is a group
+        (outside the group base or filter), read it so its members count (client-side nesting)."""
+        cfg = self.cfg
+        classes = {
+            c
+            for c in (
+                cfg.group_object_class,
+                "group",
+                "groupOfNames",
+                "groupOfUniqueNames",
+                "posixGroup",
+            )
+            if c
+        }
+        flt = "(|" + "".join(f"(objectClass={c})" for c in sorted(classes)) + ")"
+        try:
+            self.conn.search(
+                dn,
+                flt,
+                search_scope=BASE,
+                attributes=cfg.group_attributes(),
+                time_limit=cfg.time_limit,
+            )
+        except LDAPException as exc:
+            raise LdapError("search", f"search: reading member {dn} failed: {exc}") from None
+        result = self.conn.result
+        if result.get("result") == 32:  # a dangling member: nothing to add
+            return None
+        if result.get("result") != 0:
+            raise self._fail(f"member {dn}", dn, result)
+        for item in self.conn.response or []:
+            if item.get("type") == "searchResEntry":
+                entry = _Entry(item["dn"], item["raw_attributes"])
+                self._complete_ranges(entry)
+                return self.group_record(entry)
+        return None
+
+    def in_chain_users(self, group_dn: str) -> set[str]:
+        """AD: every in-scope user in the group, through any depth of nesting, resolved by the
+        server (LDAP_MATCHING_RULE_IN_CHAIN)."""
+        cfg = self.cfg
+        flt = f"(&{cfg.user_filter}(memberOf:{IN_CHAIN}:={escape_filter_chars(group_dn)}))"
+        attrs = [cfg.attributes.unique_id] if cfg.attributes.unique_id else []
+        return {
+            _identifier(entry, cfg.attributes.unique_id)
+            for entry in self.search(f"members of {group_dn}", cfg.user_base, flt, attrs)
+        }
+
+
+def parse_generalized_time(value: str) -> datetime | None:
+    match = re.match(r"^(\d{14})(?:[.,]\d+)?Z$", value.strip())
+    if not match:
+        return None
+    return datetime.strptime(match.group(1), "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+
+
+def generalized_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y%m%d%H%M%SZ")
+
+
+@dataclass
+class Memberships:
+    """Per group external id: the users in it (nesting resolved) and its in-scope child groups."""
+
+    users: dict[str, set[str]]
+    children: dict[str, set[str]]
+
+
+def direct_users(group: GroupRecord, index: UserIndex) -> set[str]:
+    """Users named in the group: member DNs, memberUid values and (AD) primaryGroupID."""
+    users = {index.by_dn[m] for m in group.member_dns if m in index.by_dn}
+    users |= {index.by_uid[u] for u in group.member_uids if u in index.by_uid}
+    if group.rid is not None:
+        users |= set(index.by_primary_group.get(group.rid, ()))
+    return users
+
+
+def resolve_memberships(
+    groups: Iterable[GroupRecord],
+    index: UserIndex,
+    *,
+    outside: dict[str, GroupRecord] | None = None,
+    in_chain: dict[str, set[str]] | None = None,
+) -> Memberships:
+    """Pure: who is in each group. A user in a nested group counts in every group above it; a
+    cycle (A in B in A) is walked once."""
+    groups = list(groups)
+    outside = outside or {}
+    by_dn = {g.dn: g for g in groups}
+    all_by_dn = {**outside, **by_dn}
+
+    users: dict[str, set[str]] = {}
+    children: dict[str, set[str]] = {}
+    for group in groups:
+        children[group.external_id] = {
+            by_dn[m].external_id for m in group.member_dns if m in by_dn and m != group.dn
+        }
+        effective: set[str] = set()
+        seen = {group.dn}
+        stack = [group]
+        while stack:
+            current = stack.pop()
+            effective |= direct_users(current, index)
+            for member in current.member_dns:
+                child = all_by_dn.get(member)
+                if child is not None and child.dn not in seen:
+                    seen.add(child.dn)
+                    stack.append(child)
+        if in_chain is not None and group.external_id in in_chain:
+            effective |= in_chain[group.external_id]
+        users[group.external_id] = effective
+    return Memberships(users, children)
+
+
+def unknown_member_dns(groups: Iterable[GroupRecord], index: UserIndex) -> set[str]:
+    known = set(index.by_dn)
+    group_dns = set()
+    members: set[str] = set()
+    for group in groups:
+        group_dns.add(group.dn)
+        members.update(group.member_dns)
+    return members - known - group_dns

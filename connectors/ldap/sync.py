@@ -1,0 +1,377 @@
+"""One sync run of one LDAP connector: read everything (full) or what changed (delta), then write
+the difference into the directory layer and hand it to the engine, in one transaction.
+
+Does: choose full or delta (a full sync when there is no cursor, when the DC changed or was
+restored, and every `full_sync_interval`), keep the delta cursor (AD: highestCommittedUSN of the
+DC it read from and that DC's invocationId; OpenLDAP: modifyTimestamp), record the run in
+`sync_runs`, and run a dry run (`plan`) whose writes are rolled back. Reading completes before
+anything is written: any error, time limit, size limit or partial result fails the run, nothing is
+deprovisioned, the failure is recorded and the next run retries.
+Does not: schedule runs or take locks (schedule.py), nor decide what a change means for members
+(the engine behind `directory_changed`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from connectors.ldap.config import ConnectorConfig
+from connectors.ldap.connection import Bound, LdapError, connect
+from connectors.ldap.directory import DirectoryWriter, ReadResult, Summary
+from connectors.ldap.reader import (
+    GroupRecord,
+    Memberships,
+    Reader,
+    UserIndex,
+    UserRecord,
+    direct_users,
+    generalized_time,
+    resolve_memberships,
+    unknown_member_dns,
+)
+from gateway.errors import GatewayError
+from gateway.provisioning import DirectoryChange, directory_changed
+from gateway.store import Database
+from gateway.store.models import DirectoryUser, SyncRun, utcnow
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int], None]
+
+
+class SyncFailed(GatewayError):
+    """The run failed and changed nothing; `run_id` is its row in sync_runs (None in a dry run)."""
+
+    def __init__(self, message: str, run_id: int | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+@dataclass
+class SyncResult:
+    connector: str
+    kind: str
+    dry_run: bool
+    summary: Summary
+    change: DirectoryChange
+    counts: dict
+    run_id: int | None = None
+    cursor: dict = field(default_factory=dict)
+    plan: object | None = None  # the engine's Plan, when it offers a dry run
+
+
+# --- choosing full or delta -------------------------------------------------------------------
+
+
+def last_success(
+    session: Session, org_id: str, name: str, kind: str | None = None
+) -> SyncRun | None:
+    query = select(SyncRun).where(
+        SyncRun.org_id == org_id, SyncRun.connector == name, SyncRun.status == "succeeded"
+    )
+    if kind:
+        query = query.where(SyncRun.kind == kind)
+    return session.scalar(query.order_by(SyncRun.started_at.desc(), SyncRun.id.desc()).limit(1))
+
+
+def choose_kind(
+    session: Session, org_id: str, cfg: ConnectorConfig, now: datetime
+) -> tuple[str, dict]:
+    """("full" | "delta", the cursor a delta continues from)."""
+    if cfg.delta == "none":
+        return "full", {}
+    previous = last_success(session, org_id, cfg.name)
+    if previous is None or not previous.cursor or previous.cursor.get("mode") != cfg.delta:
+        return "full", {}
+    last_full = last_success(session, org_id, cfg.name, "full")
+    if last_full is None or now - last_full.started_at >= timedelta(seconds=cfg.full_sync_interval):
+        return "full", {}
+    return "delta", dict(previous.cursor)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _memberships(
+    reader: Reader,
+    cfg: ConnectorConfig,
+    groups: dict[str, GroupRecord],
+    index: UserIndex,
+    is_ad: bool,
+) -> Memberships:
+    if cfg.nested_groups == "none":
+        return Memberships(
+            {ext: direct_users(g, index) for ext, g in groups.items()},
+            {ext: set() for ext in groups},
+        )
+    in_chain = None
+    outside: dict[str, GroupRecord] = {}
+    if cfg.nested_groups == "in_chain" and is_ad:
+        in_chain = {ext: reader.in_chain_users(g.dn) for ext, g in groups.items()}
+    else:
+        # Groups outside the group base or filter can still carry members into in-scope groups.
+        group_dns = {g.dn for g in groups.values()}
+        pending = unknown_member_dns(groups.values(), index)
+        seen = set(pending)
+        while pending:
+            dn = pending.pop()
+            found = reader.outside_group(dn)
+            if found is None:
+                continue
+            outside[dn] = found
+            for member in found.member_dns:
+                if member not in seen and member not in index.by_dn and member not in group_dns:
+                    seen.add(member)
+                    pending.add(member)
+    return resolve_memberships(groups.values(), index, outside=outside, in_chain=in_chain)
+
+
+def _read_groups(reader: Reader) -> dict[str, GroupRecord]:
+    groups: dict[str, GroupRecord] = {}
+    for group in reader.groups():
+        if group.external_id in groups:
+            reader.warnings.append(
+                f"skipped group {group.dn}: its id is also {groups[group.external_id].dn}'s"
+            )
+            continue
+        groups[group.external_id] = group
+    return groups
+
+
+def read_full(reader: Reader, cfg: ConnectorConfig, is_ad: bool) -> ReadResult:
+    users: dict[str, UserRecord] = {}
+    index = UserIndex()
+    for record in reader.users():
+        if record.external_id in users:
+            reader.warnings.append(
+                f"skipped user {record.dn}: its id is also {users[record.external_id].dn}'s"
+            )
+            continue
+        users[record.external_id] = record
+        index.add(record.external_id, record.dn, record.uid, record.primary_group)
+    groups = _read_groups(reader)
+    memberships = _memberships(reader, cfg, groups, index, is_ad)
+    return ReadResult(users, groups, memberships, complete=True, warnings=reader.warnings)
+
+
+def read_delta(
+    reader: Reader, cfg: ConnectorConfig, since: str, known_users: set[str], is_ad: bool
+) -> ReadResult:
+    """Changed users, and when any group changed (or a new user may sit in a primary group or a
+    posixGroup) every group's members again: a member added to a nested group changes only that
+    group, yet every group above it."""
+    users = {record.external_id: record for record in reader.users(since)}
+    changed_groups = next(iter(reader.groups(since)), None) is not None
+    new_users = any(ext not in known_users for ext in users)
+    if not changed_groups and not (new_users and (cfg.primary_group or cfg.attributes.member_uid)):
+        return ReadResult(users, None, None, complete=False, warnings=reader.warnings)
+    index = reader.user_index()
+    groups = _read_groups(reader)
+    memberships = _memberships(reader, cfg, groups, index, is_ad)
+    return ReadResult(users, groups, memberships, complete=False, warnings=reader.warnings)
+
+
+def _since_filter(cfg: ConnectorConfig, cursor: dict) -> str:
+    if cfg.delta == "usn":
+        return f"(uSNChanged>={int(cursor['usn']) + 1})"
+    return f"(modifyTimestamp>={cursor['timestamp']})"
+
+
+def _next_timestamp(cfg: ConnectorConfig, started: datetime) -> str:
+    """The modifyTimestamp the next delta starts from: clock_skew before this read started.
+    Whatever changed before that was visible to this read; whatever changed after it (also while
+    this read was paging) the next delta reads, at the cost of reading again the few entries
+    changed within clock_skew of the start."""
+    return generalized_time(started - timedelta(seconds=cfg.clock_skew))
+
+
+def read_directory(
+    cfg: ConnectorConfig, kind: str, cursor: dict, known_users: set[str], progress: Progress | None
+) -> tuple[str, ReadResult, dict]:
+    """(kind actually run, what was read, the next cursor). Raises LdapError on any failure."""
+    bound: Bound | None = None
+    pinned = cursor.get("server") if kind == "delta" and cfg.delta == "usn" else None
+    try:
+        if pinned:
+            try:
+                bound = connect(cfg, only=pinned)
+            except LdapError as exc:
+                if exc.stage not in ("dns", "tcp"):
+                    raise
+                log.warning(
+                    "LDAP connector %s: %s unreachable; full sync on another server",
+                    cfg.name,
+                    pinned,
+                )
+                kind, cursor = "full", {}
+        if bound is None:
+            bound = connect(cfg)
+        reader = Reader(bound.connection, cfg, progress)
+        started = utcnow()
+        root = reader.root_info()
+        next_cursor: dict = {"mode": cfg.delta, "server": bound.url}
+        if cfg.delta == "usn":
+            if root.highest_usn is None:
+                raise LdapError(
+                    "search",
+                    f"{bound.url} has no highestCommittedUSN: set delta: none or modify_timestamp",
+                )
+            next_cursor |= {"usn": root.highest_usn, "invocation_id": root.invocation_id}
+            if kind == "delta" and (
+                cursor.get("server") != bound.url
+                or cursor.get("invocation_id") != root.invocation_id
+            ):
+                log.info("LDAP connector %s: the DC changed or was restored; full sync", cfg.name)
+                kind = "full"
+        started = root.server_time or started
+        if kind == "delta":
+            read = read_delta(reader, cfg, _since_filter(cfg, cursor), known_users, root.is_ad)
+        else:
+            read = read_full(reader, cfg, root.is_ad)
+        if cfg.delta == "modify_timestamp":
+            next_cursor["timestamp"] = _next_timestamp(cfg, started)
+        if cfg.delta == "none":
+            next_cursor = {}
+        return kind, read, next_cursor
+    finally:
+        if bound is not None:
+            bound.close()
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def _engine_plan():  # type: ignore[no-untyped-def]
+    """The engine's dry run, when it offers one: plan_org(session, org) -> (org, Plan)."""
+    try:
+        from gateway.provisioning.engine import plan_org
+    except ImportError:
+        return None
+    return plan_org
+
+
+def sync_connector(
+    db: Database,
+    org_id: str,
+    cfg: ConnectorConfig,
+    *,
+    kind: str = "auto",
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """Run one sync. The caller holds the connector's lock (schedule.connector_lock)."""
+    now = utcnow()
+    with db.read() as session:
+        chosen, cursor = choose_kind(session, org_id, cfg, now)
+        known_users = set(
+            session.scalars(
+                select(DirectoryUser.external_id).where(
+                    DirectoryUser.org_id == org_id, DirectoryUser.source == cfg.source
+                )
+            )
+        )
+    if kind == "full":
+        chosen, cursor = "full", {}
+    run_id = None
+    if not dry_run:
+        with db.transaction() as session:
+            session.execute(
+                update(SyncRun)
+                .where(
+                    SyncRun.org_id == org_id,
+                    SyncRun.connector == cfg.name,
+                    SyncRun.status == "running",
+                )
+                .values(
+                    status="failed",
+                    finished_at=now,
+                    error="interrupted: the process stopped before the run finished",
+                )
+            )
+            run = SyncRun(
+                org_id=org_id,
+                connector=cfg.name,
+                kind=chosen,
+                status="running",
+                started_at=now,
+                counts={},
+                cursor={},
+            )
+            session.add(run)
+            session.flush()
+            run_id = run.id
+    try:
+        ran, read, next_cursor = read_directory(cfg, chosen, cursor, known_users, progress)
+        result = _write(db, org_id, cfg, read, ran, next_cursor, run_id, dry_run)
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, GatewayError) else f"{exc.__class__.__name__}: {exc}"
+        if not isinstance(exc, GatewayError):
+            log.exception("LDAP connector %s: the run failed", cfg.name)
+        else:
+            log.warning("LDAP connector %s: the run failed: %s", cfg.name, message)
+        if run_id is not None:
+            with db.transaction() as session:
+                session.execute(
+                    update(SyncRun)
+                    .where(SyncRun.id == run_id)
+                    .values(status="failed", finished_at=utcnow(), error=message[:4000])
+                )
+        raise SyncFailed(message, run_id) from exc
+    return result
+
+
+def _write(
+    db: Database,
+    org_id: str,
+    cfg: ConnectorConfig,
+    read: ReadResult,
+    kind: str,
+    next_cursor: dict,
+    run_id: int | None,
+    dry_run: bool,
+) -> SyncResult:
+    with db.sessions() as session:
+        session.begin()
+        try:
+            writer = DirectoryWriter(session, org_id, cfg.source, actor=cfg.source)
+            change, summary = writer.write(read)
+            counts = {
+                "users_read": len(read.users),
+                "groups_read": len(read.groups) if read.groups is not None else None,
+                **summary.counts(),
+                "warnings": len(summary.warnings),
+            }
+            if summary.warnings:
+                counts["first_warnings"] = summary.warnings[:20]
+            plan = None
+            if dry_run:
+                planner = _engine_plan()
+                if planner is not None:
+                    # The whole organization's Plan against the directory layer as this run
+                    # would leave it; then everything rolls back.
+                    plan = planner(session, org_id)[1]
+                session.rollback()
+            else:
+                directory_changed(session, change)
+                session.execute(
+                    update(SyncRun)
+                    .where(SyncRun.id == run_id)
+                    .values(
+                        status="succeeded",
+                        kind=kind,
+                        finished_at=utcnow(),
+                        counts=counts,
+                        cursor=next_cursor,
+                    )
+                )
+                session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+    return SyncResult(cfg.name, kind, dry_run, summary, change, counts, run_id, next_cursor, plan)
