@@ -1,0 +1,435 @@
+"""Console admin accounts: who may use the console and the admin API, and what they may see.
+
+Does: create the first account (`scimgate admin create`), invite further ones (invite -> accept ->
+confirm, as members go; the invitation e-mail is an `admin_invitation` outbox message), hash
+passwords with Argon2id, check logins with throttling (failed attempts are `admin.login_failed`
+events, so every web node sees them), issue and revoke admin API keys, and answer "which
+organizations may this account see" (`Principal`).
+Does not: speak HTTP (sessions, cookies and CSRF are gateway.admin's) nor send mail (the outbox
+worker does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from gateway.errors import Conflict, GatewayError, InvalidInput, InvalidTransition, NotFound
+from gateway.outbox.queue import enqueue
+from gateway.store.models import (
+    ADMIN_ROLES,
+    ApiToken,
+    ConsoleAdmin,
+    ConsoleAdminOrg,
+    Event,
+    Organization,
+    utcnow,
+)
+from gateway.tokens import IssuedToken, issue_token, revoke_token, verify_token
+
+ROLE_LABELS = {
+    "provider_admin": "Provider admin",
+    "service_user": "Service user",
+    "org_admin": "Org admin",
+}
+ADMIN_STATUSES = ("invited", "accepted", "confirmed")
+MIN_PASSWORD_LENGTH = 12
+# Five wrong passwords within fifteen minutes lock the e-mail address until the window passes.
+THROTTLE_WINDOW = timedelta(minutes=15)
+THROTTLE_LIMIT = 5
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Argon2id with the library's defaults (RFC 9106's second recommended profile).
+_hasher = PasswordHasher()
+# Verified when the e-mail is unknown, so a wrong address costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("scimgate: no such account")
+
+
+class Forbidden(GatewayError):
+    """The account is signed in but its role does not allow this."""
+
+
+class LoginThrottled(GatewayError):
+    """Too many failed logins for this e-mail address lately."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A signed-in console account as the rest of the console sees it."""
+
+    admin_id: str
+    email: str
+    role: str
+    org_ids: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def actor(self) -> str:
+        return f"admin:{self.admin_id}"
+
+    @property
+    def sees_every_org(self) -> bool:
+        return self.role in ("provider_admin", "service_user")
+
+    @property
+    def manages_accounts(self) -> bool:
+        return self.role == "provider_admin"
+
+    def may_see(self, org_id: str) -> bool:
+        return self.sees_every_org or org_id in self.org_ids
+
+    def org(self, session: Session, org_id: str) -> Organization:
+        """The organization, if this account may see it. One that exists but is not theirs gets
+        the same answer as one that does not exist, so ids of other clients reveal nothing."""
+        org = session.get(Organization, org_id) if self.may_see(org_id) else None
+        if org is None:
+            raise NotFound(f"no organization with id {org_id!r}")
+        return org
+
+    def require_accounts(self) -> None:
+        if not self.manages_accounts:
+            raise Forbidden("only a provider admin manages console accounts")
+
+    def require_provider(self) -> None:
+        if not self.sees_every_org:
+            raise Forbidden("only provider admins and service users do this")
+
+
+def principal_of(session: Session, admin: ConsoleAdmin) -> Principal:
+    org_ids = frozenset(
+        session.scalars(select(ConsoleAdminOrg.org_id).where(ConsoleAdminOrg.admin_id == admin.id))
+    )
+    return Principal(admin.id, admin.email, admin.role, org_ids)
+
+
+# --- passwords ------------------------------------------------------------------------------------
+
+
+def check_password_strength(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > 1024:
+        raise InvalidInput("the password is longer than 1024 characters")
+
+
+def hash_password(password: str) -> str:
+    check_password_strength(password)
+    return _hasher.hash(password)
+
+
+def _password_matches(stored: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# --- creating and inviting ------------------------------------------------------------------------
+
+
+def _clean_email(email: str) -> str:
+    email = (email or "").strip()
+    if not _EMAIL.match(email) or len(email) > 320:
+        raise InvalidInput(f"{email!r} is not an e-mail address")
+    return email
+
+
+def _check_role(role: str) -> None:
+    if role not in ADMIN_ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ADMIN_ROLES)}, not {role!r}")
+
+
+def _event(session: Session, actor: str, type_: str, admin: ConsoleAdmin, **detail: object) -> None:
+    session.add(
+        Event(
+            org_id=None,
+            actor=actor,
+            type=type_,
+            target_type="console_admin",
+            target_id=admin.id,
+            detail={"email": admin.email, **detail},
+        )
+    )
+
+
+def _new_admin(
+    session: Session, email: str, role: str, name: str | None, org_ids: Iterable[str]
+) -> ConsoleAdmin:
+    email = _clean_email(email)
+    _check_role(role)
+    if session.scalar(select(ConsoleAdmin.id).where(ConsoleAdmin.email_lower == email.lower())):
+        raise Conflict(f"a console account for {email} exists already")
+    admin = ConsoleAdmin(email=email, email_lower=email.lower(), name=name or None, role=role)
+    session.add(admin)
+    session.flush()
+    set_admin_orgs(session, admin, org_ids)
+    return admin
+
+
+def set_admin_orgs(session: Session, admin: ConsoleAdmin, org_ids: Iterable[str]) -> None:
+    """The organizations an org admin manages (other roles see every organization)."""
+    wanted = set(org_ids)
+    if admin.role != "org_admin":
+        wanted = set()
+    elif not wanted:
+        raise InvalidInput("an org admin needs at least one organization")
+    known = set(session.scalars(select(Organization.id).where(Organization.id.in_(wanted))))
+    if wanted - known:
+        raise InvalidInput(f"no organization with id {sorted(wanted - known)[0]!r}")
+    session.execute(delete(ConsoleAdminOrg).where(ConsoleAdminOrg.admin_id == admin.id))
+    session.add_all(ConsoleAdminOrg(admin_id=admin.id, org_id=org_id) for org_id in sorted(wanted))
+
+
+def create_admin(
+    session: Session,
+    email: str,
+    *,
+    role: str,
+    password: str,
+    name: str | None = None,
+    org_ids: Iterable[str] = (),
+    actor: str = "admin:cli",
+) -> ConsoleAdmin:
+    """A confirmed account with a password: the first provider admin, made on the command line."""
+    password_hash = hash_password(password)
+    admin = _new_admin(session, email, role, name, org_ids)
+    admin.password_hash = password_hash
+    admin.status = "confirmed"
+    _event(session, actor, "admin.created", admin, role=role)
+    return admin
+
+
+def invite_admin(
+    session: Session,
+    email: str,
+    *,
+    role: str,
+    actor: str,
+    name: str | None = None,
+    org_ids: Iterable[str] = (),
+) -> ConsoleAdmin:
+    """An invited account; the invitation e-mail goes out through the outbox."""
+    admin = _new_admin(session, email, role, name, org_ids)
+    admin.status = "invited"
+    _queue_invitation(session, admin)
+    _event(session, actor, "admin.invited", admin, role=role)
+    return admin
+
+
+def resend_admin_invitation(session: Session, admin_id: str, *, actor: str) -> ConsoleAdmin:
+    admin = get_admin(session, admin_id)
+    if admin.status != "invited":
+        raise InvalidTransition(f"{admin.email} is {admin.status}; only invited accounts get one")
+    _queue_invitation(session, admin)
+    _event(session, actor, "admin.invitation_resent", admin)
+    return admin
+
+
+def _queue_invitation(session: Session, admin: ConsoleAdmin) -> None:
+    enqueue(
+        session,
+        "admin_invitation",
+        {"admin_id": admin.id, "email": admin.email, "role": admin.role},
+        org_id=None,
+    )
+
+
+def invitation_token(secret_key: str, admin_id: str, expires: datetime) -> str:
+    """The signed part of the invitation link: the account and when the link stops working."""
+    serializer = URLSafeSerializer(secret_key, salt="scimgate.admin-invitation")
+    return serializer.dumps({"admin": admin_id, "exp": int(expires.timestamp())})
+
+
+def read_invitation(session: Session, secret_key: str, token: str) -> ConsoleAdmin:
+    """The invited account behind a link; InvalidInput if it is forged, expired or used."""
+    serializer = URLSafeSerializer(secret_key, salt="scimgate.admin-invitation")
+    try:
+        data = serializer.loads(token)
+    except BadSignature:
+        raise InvalidInput("this invitation link is not valid") from None
+    if not isinstance(data, dict) or data.get("exp", 0) < utcnow().timestamp():
+        raise InvalidInput("this invitation link has expired: ask a provider admin to resend it")
+    admin = session.get(ConsoleAdmin, str(data.get("admin")))
+    if admin is None or admin.status != "invited":
+        raise InvalidInput("this invitation was used already or withdrawn")
+    return admin
+
+
+def accept_invitation(
+    session: Session, secret_key: str, token: str, *, password: str, name: str | None = None
+) -> ConsoleAdmin:
+    """invited -> accepted: the new admin chose a password; a provider admin confirms next."""
+    admin = read_invitation(session, secret_key, token)
+    admin.password_hash = hash_password(password)
+    if name:
+        admin.name = name.strip()[:200]
+    admin.status = "accepted"
+    _event(session, f"admin:{admin.id}", "admin.accepted", admin)
+    return admin
+
+
+def confirm_admin(session: Session, admin_id: str, *, actor: str) -> ConsoleAdmin:
+    """accepted -> confirmed: from now on the account can sign in."""
+    admin = get_admin(session, admin_id)
+    if admin.status != "accepted":
+        raise InvalidTransition(
+            f"{admin.email} is {admin.status}; only accounts that accepted their invitation "
+            "are confirmed"
+        )
+    admin.status = "confirmed"
+    _event(session, actor, "admin.confirmed", admin)
+    return admin
+
+
+def remove_admin(session: Session, admin_id: str, *, actor: str) -> None:
+    admin = get_admin(session, admin_id)
+    if actor == f"admin:{admin.id}":
+        raise InvalidInput("you cannot remove your own account")
+    if admin.role == "provider_admin" and admin.status == "confirmed":
+        others = session.scalar(
+            select(func.count())
+            .select_from(ConsoleAdmin)
+            .where(
+                ConsoleAdmin.role == "provider_admin",
+                ConsoleAdmin.status == "confirmed",
+                ConsoleAdmin.id != admin.id,
+            )
+        )
+        if not others:
+            raise InvalidInput("this is the last provider admin; confirm another one first")
+    _event(session, actor, "admin.removed", admin)
+    session.delete(admin)
+
+
+def get_admin(session: Session, admin_id: str) -> ConsoleAdmin:
+    admin = session.get(ConsoleAdmin, admin_id)
+    if admin is None:
+        raise NotFound(f"no console account with id {admin_id!r}")
+    return admin
+
+
+def list_admins(session: Session) -> list[tuple[ConsoleAdmin, list[str]]]:
+    admins = list(session.scalars(select(ConsoleAdmin).order_by(ConsoleAdmin.email_lower)))
+    orgs: dict[str, list[str]] = {}
+    for admin_id, org_id in session.execute(
+        select(ConsoleAdminOrg.admin_id, ConsoleAdminOrg.org_id)
+    ):
+        orgs.setdefault(admin_id, []).append(org_id)
+    return [(a, sorted(orgs.get(a.id, []))) for a in admins]
+
+
+# --- signing in -----------------------------------------------------------------------------------
+
+
+def _throttle_key(email: str) -> str:
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def recent_failures(session: Session, email: str, *, now: datetime | None = None) -> int:
+    now = now or utcnow()
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Event)
+            .where(
+                Event.org_id.is_(None),
+                Event.type == "admin.login_failed",
+                Event.target_id == _throttle_key(email),
+                Event.at > now - THROTTLE_WINDOW,
+            )
+        )
+        or 0
+    )
+
+
+def login(session: Session, email: str, password: str) -> ConsoleAdmin | None:
+    """The confirmed account these credentials belong to, or None (and the failure is recorded,
+    so commit the session). Raises LoginThrottled while the address is locked."""
+    if recent_failures(session, email) >= THROTTLE_LIMIT:
+        minutes = int(THROTTLE_WINDOW.total_seconds() // 60)
+        raise LoginThrottled(
+            f"too many failed sign-ins for this address; try again in {minutes} minutes"
+        )
+    admin = session.scalar(
+        select(ConsoleAdmin).where(ConsoleAdmin.email_lower == email.strip().lower())
+    )
+    matches = _password_matches(admin.password_hash if admin else None, password)
+    if admin is None or not matches or admin.status != "confirmed":
+        session.add(
+            Event(
+                org_id=None,
+                actor="system",
+                type="admin.login_failed",
+                target_type="admin_login",
+                target_id=_throttle_key(email),
+                detail={"reason": "not confirmed" if matches else "wrong e-mail or password"},
+            )
+        )
+        return None
+    if _hasher.check_needs_rehash(admin.password_hash or ""):
+        admin.password_hash = _hasher.hash(password)
+    admin.last_login_at = utcnow()
+    _event(session, f"admin:{admin.id}", "admin.login", admin)
+    return admin
+
+
+def signed_in_admin(session: Session, admin_id: str | None) -> ConsoleAdmin | None:
+    """The account behind a session, while it still exists and is confirmed."""
+    if not admin_id:
+        return None
+    admin = session.get(ConsoleAdmin, admin_id)
+    return admin if admin is not None and admin.status == "confirmed" else None
+
+
+def change_password(session: Session, admin_id: str, current: str, new: str) -> None:
+    admin = get_admin(session, admin_id)
+    if not _password_matches(admin.password_hash, current):
+        raise InvalidInput("the current password is wrong")
+    admin.password_hash = hash_password(new)
+    _event(session, f"admin:{admin.id}", "admin.password_changed", admin)
+
+
+# --- admin API keys -------------------------------------------------------------------------------
+
+
+def issue_api_key(session: Session, admin_id: str, *, description: str | None) -> IssuedToken:
+    """An API key acting as this account (same role, same organizations); shown once."""
+    admin = get_admin(session, admin_id)
+    return issue_token(
+        session, kind="admin", admin_id=admin.id, description=description, actor=f"admin:{admin.id}"
+    )
+
+
+def list_api_keys(session: Session, admin_id: str) -> list[ApiToken]:
+    return list(
+        session.scalars(
+            select(ApiToken)
+            .where(ApiToken.kind == "admin", ApiToken.admin_id == admin_id)
+            .order_by(ApiToken.created_at)
+        )
+    )
+
+
+def revoke_api_key(session: Session, admin_id: str, key_id: str) -> ApiToken:
+    token = session.get(ApiToken, key_id)
+    if token is None or token.kind != "admin" or token.admin_id != admin_id:
+        raise NotFound(f"you have no API key with id {key_id!r}")
+    return revoke_token(session, key_id, actor=f"admin:{admin_id}")
+
+
+def admin_for_api_key(session: Session, raw: str) -> tuple[ConsoleAdmin, ApiToken]:
+    """The confirmed account an API key belongs to, or gateway.errors.Unauthorized."""
+    from gateway.errors import Unauthorized
+
+    token = verify_token(session, raw, kind="admin")
+    admin = signed_in_admin(session, token.admin_id)
+    if admin is None:
+        raise Unauthorized("the bearer token is not valid")
+    return admin, token

@@ -1,0 +1,689 @@
+"""The web console under `/console`: server-rendered pages and plain form posts (no JavaScript
+needed). Each view resolves the organization through the signed-in account's Principal, calls
+one service function and renders or redirects.
+
+Does: routing, forms in, templates out, flash messages, security headers. Does not: hold rules
+(the service modules and gateway.accounts do) nor keep secrets in the session: a new token is
+rendered in the response to the post that made it, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from markupsafe import Markup
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
+
+from gateway import accounts
+from gateway.accounts import ROLE_LABELS, Forbidden, LoginThrottled
+from gateway.admin import (
+    clients,
+    connectors,
+    deliveries,
+    events,
+    groups,
+    held,
+    mapping,
+    members,
+    readiness,
+    scim_settings,
+)
+from gateway.admin.web import (
+    check_csrf,
+    csrf_token,
+    end_session,
+    load_session_principal,
+    principal,
+    reject_nul_characters,
+    start_session,
+)
+from gateway.app import gateway
+from gateway.errors import Conflict, GatewayError, InvalidInput, NotFound, Unauthorized
+from gateway.store.models import ADMIN_ROLES, MEMBER_ROLES, MEMBER_STATUSES, ORG_PLANS, Organization
+
+console = Blueprint(
+    "console",
+    __name__,
+    url_prefix="/console",
+    template_folder="templates",
+    static_folder="static",
+)
+PUBLIC_ENDPOINTS = {"console.login", "console.accept", "console.static"}
+
+
+# --- request lifecycle ----------------------------------------------------------------------------
+
+
+@console.before_request
+def _before() -> Any:
+    check_csrf()
+    reject_nul_characters()
+    g.principal = load_session_principal()
+    if g.principal is None and request.endpoint not in PUBLIC_ENDPOINTS:
+        if request.method == "GET":
+            return redirect(url_for("console.login", next=request.full_path.rstrip("?")))
+        return redirect(url_for("console.login"))
+    return None
+
+
+@console.after_request
+def _headers(response: Response) -> Response:
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; script-src 'none'; form-action 'self'; frame-ancestors 'none'",
+    )
+    if request.endpoint != "console.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@console.app_template_global()
+def csrf_field() -> Markup:
+    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(csrf_token())
+
+
+@console.app_template_global()
+def form_fields() -> Markup:
+    """CSRF token and the page to return to when the action fails."""
+    back = request.full_path.rstrip("?")
+    return csrf_field() + Markup('<input type="hidden" name="back" value="{}">').format(back)
+
+
+@console.app_template_filter("when")
+def _when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+@console.context_processor
+def _context() -> dict[str, Any]:
+    return {"me": g.get("principal"), "role_labels": ROLE_LABELS}
+
+
+_STATUS = {NotFound: 404, Forbidden: 403, Unauthorized: 401, Conflict: 409}
+
+
+@console.errorhandler(GatewayError)
+def _gateway_error(exc: GatewayError) -> Any:
+    if request.method == "POST" and not isinstance(exc, NotFound | Forbidden):
+        flash(str(exc), "error")
+        return redirect(_back())
+    status = next((code for kind, code in _STATUS.items() if isinstance(exc, kind)), 400)
+    return render_template("error.html", message=str(exc), status=status), status
+
+
+@console.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Any:
+    status = exc.code or 500
+    return render_template("error.html", message=exc.description, status=status), status
+
+
+def _back() -> str:
+    """Where a failed form returns to: the page it came from, if that is a console page."""
+    back = request.form.get("back", "")
+    if back.startswith("/console/") and "//" not in back and "\\" not in back:
+        return back
+    return url_for("console.clients")
+
+
+@contextmanager
+def _write() -> Iterator[Session]:
+    with gateway().db.transaction() as session:
+        yield session
+
+
+@contextmanager
+def _read() -> Iterator[Session]:
+    with gateway().db.read() as session:
+        yield session
+
+
+def _int(name: str, default: int, *, low: int = 0, high: int = 10**9) -> int:
+    raw = request.values.get(name, "")
+    try:
+        return min(max(int(raw), low), high) if raw.strip() else default
+    except ValueError:
+        raise InvalidInput(f"{name} must be a whole number") from None
+
+
+def _optional_int(name: str) -> int | None:
+    raw = request.form.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name.replace('_', ' ')} must be a whole number") from None
+    if not 0 <= value <= 10**7:
+        raise InvalidInput(f"{name.replace('_', ' ')} must be between 0 and 10,000,000")
+    return value
+
+
+def _org_page(template: str, org: Organization, tab: str, **context: Any) -> str:
+    return render_template(template, org=org, tab=tab, **context)
+
+
+# --- signing in -----------------------------------------------------------------------------------
+
+
+def _safe_next(value: str | None) -> str:
+    if value and value.startswith("/console/") and "//" not in value and "\\" not in value:
+        return value
+    return url_for("console.clients")
+
+
+@console.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    if request.method == "GET":
+        if g.principal is not None:
+            return redirect(url_for("console.clients"))
+        return render_template("login.html", next=request.args.get("next", ""))
+    email = request.form.get("email", "")[:320]
+    password = request.form.get("password", "")[:1024]
+    try:
+        with _write() as session:
+            admin = accounts.login(session, email, password)
+    except LoginThrottled as exc:
+        flash(str(exc), "error")
+        return render_template("login.html", next=request.form.get("next", "")), 429
+    if admin is None:
+        flash("Wrong e-mail or password, or the account is not confirmed yet.", "error")
+        return render_template("login.html", next=request.form.get("next", "")), 401
+    start_session(admin)
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@console.post("/logout")
+def logout() -> Any:
+    end_session()
+    flash("You are signed out.", "ok")
+    return redirect(url_for("console.login"))
+
+
+@console.route("/accept/<token>", methods=["GET", "POST"])
+def accept(token: str) -> Any:
+    secret = gateway().config.secret_key
+    if request.method == "GET":
+        with _read() as session:
+            admin = accounts.read_invitation(session, secret, token)
+        return render_template("accept.html", email=admin.email, token=token)
+    password = request.form.get("password", "")
+    if password != request.form.get("password_again", ""):
+        flash("The two passwords differ.", "error")
+        return redirect(url_for("console.accept", token=token))
+    try:
+        with _write() as session:
+            accounts.accept_invitation(
+                session, secret, token, password=password, name=request.form.get("name")
+            )
+    except InvalidInput as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("console.accept", token=token))
+    end_session()
+    return render_template("accepted.html")
+
+
+# --- clients --------------------------------------------------------------------------------------
+
+
+@console.get("/", endpoint="clients")
+def clients_page() -> str:
+    with _read() as session:
+        rows = clients.client_rows(session, principal())
+    return render_template("clients.html", rows=rows, plans=ORG_PLANS)
+
+
+@console.post("/clients")
+def create_client() -> Any:
+    with _write() as session:
+        org = clients.create_client(
+            session,
+            principal(),
+            name=request.form.get("name", "")[:200],
+            plan=request.form.get("plan", "teams"),
+            seats=_optional_int("seats") or 0,
+            seat_limit=_optional_int("seat_limit"),
+            billing_email=request.form.get("billing_email", "").strip()[:320] or None,
+            owner_email=request.form.get("owner_email", "").strip()[:320] or None,
+        )
+        org_id, name = org.id, org.name
+    flash(f"Created {name}. Next: create its SCIM token or LDAP connector.", "ok")
+    return redirect(url_for("console.scim", org_id=org_id))
+
+
+# --- organization: members ------------------------------------------------------------------------
+
+
+@console.get("/orgs/<org_id>/")
+def org_home(org_id: str) -> Any:
+    return redirect(url_for("console.members_page", org_id=org_id))
+
+
+@console.get("/orgs/<org_id>/members")
+def members_page(org_id: str) -> str:
+    f = members.MemberFilter(
+        status=request.args.get("status") or None,
+        role=request.args.get("role") or None,
+        source=request.args.get("source") or None,
+        q=request.args.get("q") or None,
+        page=_int("page", 1, low=1),
+        per_page=_int("per_page", 50, low=1, high=200),
+    )
+    with _read() as session:
+        org = principal().org(session, org_id)
+        page = members.find_members(session, org, f)
+        sources = members.member_sources(session, org)
+    return _org_page(
+        "members.html",
+        org,
+        "members",
+        page=page,
+        f=f,
+        sources=sources,
+        statuses=MEMBER_STATUSES,
+        roles=MEMBER_ROLES,
+        actions=members.ACTIONS,
+    )
+
+
+@console.post("/orgs/<org_id>/members/action")
+def member_action(org_id: str) -> Any:
+    action = request.form.get("action", "")
+    with _write() as session:
+        org = principal().org(session, org_id)
+        report = members.act_on_members(
+            session, org, action, request.form.getlist("member_id"), principal().actor
+        )
+    flash(report.summary(), "error" if report.skipped and not report.done else "ok")
+    return redirect(_back())
+
+
+@console.get("/orgs/<org_id>/confirmations")
+def confirmations(org_id: str) -> str:
+    with _read() as session:
+        org = principal().org(session, org_id)
+        queue = members.confirmation_queue(session, org)
+    return _org_page(
+        "confirmations.html", org, "confirmations", queue=queue, actions=members.ACTIONS
+    )
+
+
+# --- organization: groups and collections ---------------------------------------------------------
+
+
+@console.get("/orgs/<org_id>/groups")
+def groups_page(org_id: str) -> str:
+    with _read() as session:
+        org = principal().org(session, org_id)
+        rows = groups.groups_overview(session, org)
+    return _org_page("groups.html", org, "groups", groups=rows)
+
+
+@console.get("/orgs/<org_id>/collections")
+def collections_page(org_id: str) -> str:
+    with _read() as session:
+        org = principal().org(session, org_id)
+        rows = groups.collections_overview(session, org)
+    return _org_page("collections.html", org, "collections", collections=rows)
+
+
+# --- organization: held deprovisions --------------------------------------------------------------
+
+
+@console.get("/orgs/<org_id>/held")
+def held_page(org_id: str) -> str:
+    with _read() as session:
+        org = principal().org(session, org_id)
+        rows = held.pending_held(session, org)
+    return _org_page("held.html", org, "held", rows=rows)
+
+
+@console.post("/orgs/<org_id>/held/<int:held_id>/<decision>")
+def held_decide(org_id: str, held_id: int, decision: str) -> Any:
+    with _write() as session:
+        org = principal().org(session, org_id)
+        if decision == "approve":
+            outcome = held.approve(session, org, held_id, principal().actor)
+        elif decision == "drop":
+            held.drop(session, org, held_id, principal().actor)
+            outcome = "dropped"
+        else:
+            raise NotFound(f"no decision {decision!r}")
+    if outcome == "approved":
+        flash(f"Approved held change {held_id}: it is applied.", "ok")
+    else:
+        flash(f"Dropped held change {held_id}: the member stays as they are.", "ok")
+    return redirect(url_for("console.held_page", org_id=org_id))
+
+
+# --- organization: mapping ------------------------------------------------------------------------
+
+
+@console.get("/orgs/<org_id>/mapping")
+def mapping_page(org_id: str) -> str:
+    with _read() as session:
+        org = principal().org(session, org_id)
+        text, custom = mapping.current_mapping(session, org)
+    return _org_page("mapping.html", org, "mapping", text=text, custom=custom)
+
+
+def _uploaded_mapping() -> str:
+    upload = request.files.get("file")
+    if upload is not None and upload.filename:
+        data = upload.read(mapping.MAX_MAPPING_BYTES + 1)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput("the mapping file is not UTF-8 text") from None
+    return request.form.get("text", "")
+
+
+@console.post("/orgs/<org_id>/mapping/plan")
+def mapping_plan(org_id: str) -> str:
+    text = _uploaded_mapping()
+    with _read() as session:
+        org = principal().org(session, org_id)
+        preview = mapping.preview_mapping(session, org, text, principal().actor)
+    return _org_page("mapping_plan.html", org, "mapping", preview=preview)
+
+
+@console.post("/orgs/<org_id>/mapping/apply")
+def mapping_apply(org_id: str) -> Any:
+    with _write() as session:
+        org = principal().org(session, org_id)
+        done = mapping.apply_mapping(
+            session,
+            org,
+            request.form.get("text", ""),
+            request.form.get("plan_digest", ""),
+            principal().actor,
+        )
+    message = f"Mapping applied: {done.applied} change(s) made"
+    if done.held:
+        message += f", {done.held} deprovision(s) held for approval"
+    flash(message + ".", "ok")
+    return redirect(url_for("console.mapping_page", org_id=org_id))
+
+
+# --- organization: SCIM settings ------------------------------------------------------------------
+
+
+def _scim_page(session: Session, org: Organization, issued: Any = None) -> str:
+    return _org_page(
+        "scim.html",
+        org,
+        "scim",
+        base_url=gateway().config.scim_base_url(org.id),
+        tokens=scim_settings.scim_tokens(session, org),
+        issued=issued,
+    )
+
+
+@console.get("/orgs/<org_id>/scim")
+def scim(org_id: str) -> str:
+    with _read() as session:
+        return _scim_page(session, principal().org(session, org_id))
+
+
+@console.post("/orgs/<org_id>/scim/tokens")
+def scim_token_create(org_id: str) -> str:
+    with _write() as session:
+        org = principal().org(session, org_id)
+        issued = scim_settings.create_scim_token(
+            session, org, request.form.get("description"), principal().actor
+        )
+        return _scim_page(session, org, issued)
+
+
+@console.post("/orgs/<org_id>/scim/tokens/<token_id>/rotate")
+def scim_token_rotate(org_id: str, token_id: str) -> str:
+    with _write() as session:
+        org = principal().org(session, org_id)
+        issued = scim_settings.rotate_scim_token(session, org, token_id, principal().actor)
+        return _scim_page(session, org, issued)
+
+
+@console.post("/orgs/<org_id>/scim/tokens/<token_id>/revoke")
+def scim_token_revoke(org_id: str, token_id: str) -> Any:
+    with _write() as session:
+        org = principal().org(session, org_id)
+        token = scim_settings.revoke_scim_token(session, org, token_id, principal().actor)
+        prefix = token.prefix
+    flash(f"Revoked {prefix}…: requests with it fail from now on.", "ok")
+    return redirect(url_for("console.scim", org_id=org_id))
+
+
+# --- organization: LDAP connectors ----------------------------------------------------------------
+
+
+def _ldap_page(org_id: str, **result: Any) -> str:
+    with _read() as session:
+        org = principal().org(session, org_id)
+        history = connectors.sync_history(session, org)
+    return _org_page(
+        "ldap.html", org, "ldap", found=connectors.list_connectors(org), history=history, **result
+    )
+
+
+@console.get("/orgs/<org_id>/ldap")
+def ldap(org_id: str) -> str:
+    return _ldap_page(org_id)
+
+
+@console.post("/orgs/<org_id>/ldap/<name>/<step>")
+def ldap_step(org_id: str, name: str, step: str) -> str:
+    from connectors.ldap.sync import SyncFailed
+
+    with _read() as session:
+        org = principal().org(session, org_id)
+    if step == "test":
+        return _ldap_page(org_id, tested=(name, connectors.test_connector(org, name)))
+    if step not in ("plan", "run"):
+        raise NotFound(f"no LDAP step {step!r}")
+    try:
+        result = connectors.sync_now(
+            gateway().db, org, name, dry_run=step == "plan", full=bool(request.form.get("full"))
+        )
+    except SyncFailed as exc:
+        return _ldap_page(org_id, failed=(name, str(exc)))
+    return _ldap_page(org_id, synced=result)
+
+
+# --- organization: deliveries ---------------------------------------------------------------------
+
+
+@console.get("/orgs/<org_id>/deliveries")
+def deliveries_page(org_id: str) -> str:
+    with _read() as session:
+        org = principal().org(session, org_id)
+        rows = deliveries.deliveries(session, org, kind=request.args.get("kind") or None)
+    return _org_page("deliveries.html", org, "deliveries", rows=rows)
+
+
+@console.post("/orgs/<org_id>/deliveries/<int:message_id>/resend")
+def delivery_resend(org_id: str, message_id: int) -> Any:
+    with _write() as session:
+        org = principal().org(session, org_id)
+        deliveries.redeliver(session, org, message_id, principal().actor)
+    flash(f"Message {message_id} is queued again.", "ok")
+    return redirect(url_for("console.deliveries_page", org_id=org_id))
+
+
+# --- organization: event log ----------------------------------------------------------------------
+
+
+def _date(name: str, *, end: bool = False) -> datetime | None:
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        day = datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a date like 2025-01-31") from None
+    return day + timedelta(days=1) if end else day
+
+
+def _event_filter(limit: int) -> events.EventFilter:
+    before = request.args.get("before", "").strip()
+    return events.EventFilter(
+        type=request.args.get("type") or None,
+        actor=request.args.get("actor") or None,
+        target_id=request.args.get("target") or None,
+        since=_date("since"),
+        until=_date("until", end=True),
+        before_id=int(before) if before.isdigit() else None,
+        limit=limit,
+    )
+
+
+@console.get("/orgs/<org_id>/events")
+def events_page(org_id: str) -> str:
+    f = _event_filter(100)
+    with _read() as session:
+        org = principal().org(session, org_id)
+        rows = events.find_events(session, org, f)
+        types = events.event_types(session, org)
+    args = {k: v for k, v in request.args.items() if k != "before"}
+    return _org_page("events.html", org, "events", rows=rows, types=types, args=args, f=f)
+
+
+@console.get("/orgs/<org_id>/events.csv")
+def events_export(org_id: str) -> Response:
+    f = _event_filter(0)
+    with _read() as session:
+        org = principal().org(session, org_id)
+        name = org.name
+
+    def body() -> Iterator[str]:
+        with _read() as session:
+            found = session.get(Organization, org_id)
+            assert found is not None
+            yield from events.events_csv(session, found, f)
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    safe = "".join(c if c.isalnum() else "-" for c in name).strip("-") or "org"
+    return Response(
+        stream_with_context(body()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="events-{safe}-{stamp}.csv"'},
+    )
+
+
+# --- readiness, accounts, my account --------------------------------------------------------------
+
+
+@console.get("/readiness")
+def readiness_page() -> str:
+    principal().require_provider()
+    gw = gateway()
+    checks = readiness.run_checks(gw.db, gw.config)
+    return render_template("readiness.html", checks=checks)
+
+
+@console.get("/accounts")
+def accounts_page() -> str:
+    principal().require_accounts()
+    with _read() as session:
+        rows = accounts.list_admins(session)
+        orgs = clients.client_rows(session, principal())
+    return render_template("accounts.html", rows=rows, orgs=orgs, roles=ADMIN_ROLES)
+
+
+@console.post("/accounts/invite")
+def account_invite() -> Any:
+    principal().require_accounts()
+    with _write() as session:
+        admin = accounts.invite_admin(
+            session,
+            request.form.get("email", ""),
+            role=request.form.get("role", ""),
+            name=request.form.get("name", "").strip()[:200] or None,
+            org_ids=request.form.getlist("org_id"),
+            actor=principal().actor,
+        )
+        email = admin.email
+    flash(f"Invited {email}: the e-mail is on its way.", "ok")
+    return redirect(url_for("console.accounts_page"))
+
+
+@console.post("/accounts/<admin_id>/<step>")
+def account_step(admin_id: str, step: str) -> Any:
+    principal().require_accounts()
+    actor = principal().actor
+    with _write() as session:
+        if step == "confirm":
+            email = accounts.confirm_admin(session, admin_id, actor=actor).email
+            message = f"Confirmed {email}: they can sign in now."
+        elif step == "resend":
+            email = accounts.resend_admin_invitation(session, admin_id, actor=actor).email
+            message = f"Sent the invitation to {email} again."
+        elif step == "remove":
+            email = accounts.get_admin(session, admin_id).email
+            accounts.remove_admin(session, admin_id, actor=actor)
+            message = f"Removed {email}."
+        else:
+            raise NotFound(f"no account step {step!r}")
+    flash(message, "ok")
+    return redirect(url_for("console.accounts_page"))
+
+
+def _me_page(issued: Any = None) -> str:
+    with _read() as session:
+        keys = accounts.list_api_keys(session, principal().admin_id)
+    return render_template("me.html", keys=keys, issued=issued)
+
+
+@console.get("/me")
+def me() -> str:
+    return _me_page()
+
+
+@console.post("/me/keys")
+def api_key_create() -> str:
+    with _write() as session:
+        issued = accounts.issue_api_key(
+            session,
+            principal().admin_id,
+            description=request.form.get("description", "").strip()[:200] or None,
+        )
+    return _me_page(issued)
+
+
+@console.post("/me/keys/<key_id>/revoke")
+def api_key_revoke(key_id: str) -> Any:
+    with _write() as session:
+        accounts.revoke_api_key(session, principal().admin_id, key_id)
+    flash("The API key is revoked.", "ok")
+    return redirect(url_for("console.me"))
+
+
+@console.post("/me/password")
+def password_change() -> Any:
+    new = request.form.get("new_password", "")
+    if new != request.form.get("new_password_again", ""):
+        raise InvalidInput("the two new passwords differ")
+    with _write() as session:
+        accounts.change_password(
+            session, principal().admin_id, request.form.get("current_password", ""), new
+        )
+        admin = accounts.get_admin(session, principal().admin_id)
+        start_session(admin)
+    flash("Password changed; other sessions of this account are signed out.", "ok")
+    return redirect(url_for("console.me"))

@@ -1,0 +1,107 @@
+"""What the console and the admin API share at the HTTP edge: who is asking (a console session or
+an admin API key), CSRF tokens for the console's forms, and input that no database accepts.
+
+Does: sign in and out (a fresh session each time, bound to the password so a password change
+ends other sessions), check the CSRF token of every state-changing console request, resolve the
+admin API key of an API request. Does not: decide what an account may do (gateway.accounts'
+Principal does) nor render anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from flask import abort, g, request, session
+
+from gateway.accounts import Principal, admin_for_api_key, principal_of, signed_in_admin
+from gateway.app import gateway
+from gateway.errors import InvalidInput, Unauthorized
+from gateway.store.models import ConsoleAdmin
+from gateway.tokens import needs_touch, touch_token
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def principal() -> Principal:
+    return g.principal
+
+
+def _stamp(admin: ConsoleAdmin) -> str:
+    return hashlib.sha256((admin.password_hash or "").encode()).hexdigest()[:16]
+
+
+def start_session(admin: ConsoleAdmin) -> None:
+    """A new session for `admin`: nothing from the anonymous one (or its CSRF token) survives."""
+    session.clear()
+    session.permanent = True
+    session["admin_id"] = admin.id
+    session["stamp"] = _stamp(admin)
+    session["csrf"] = secrets.token_urlsafe(32)
+
+
+def end_session() -> None:
+    session.clear()
+
+
+def load_session_principal() -> Principal | None:
+    admin_id = session.get("admin_id")
+    if not admin_id:
+        return None
+    with gateway().db.read() as s:
+        admin = signed_in_admin(s, admin_id)
+        if admin is None or not hmac.compare_digest(session.get("stamp", ""), _stamp(admin)):
+            session.clear()
+            return None
+        return principal_of(s, admin)
+
+
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not token:
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def check_csrf() -> None:
+    if request.method not in UNSAFE_METHODS:
+        return
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+    expected = session.get("csrf") or ""
+    if not expected or not hmac.compare_digest(sent, expected):
+        abort(400, description="the form expired or did not come from this site: reload and retry")
+
+
+def load_api_principal() -> Principal:
+    header = request.headers.get("Authorization", "").strip()
+    raw = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    if not raw:
+        raise Unauthorized("an admin API key is required: Authorization: Bearer sga_...")
+    db = gateway().db
+    with db.read() as s:
+        admin, token = admin_for_api_key(s, raw)
+        found = principal_of(s, admin)
+        stale = needs_touch(token)
+    if stale:
+        with db.transaction() as s:
+            touch_token(s, token.id)
+    return found
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def reject_nul_characters(body: Any = None) -> None:
+    """No text column stores NUL (PostgreSQL refuses it): say so instead of failing later."""
+    values = [request.path, *request.args.values(), *request.form.values(), body]
+    if any(_has_nul(v) for v in values):
+        raise InvalidInput("text must not contain NUL characters")
