@@ -8,7 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from flask import Flask, current_app, g, jsonify, request
+from flask import Flask, current_app, g, jsonify, redirect, request, url_for
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway.config import Config
@@ -94,7 +94,16 @@ def create_app(config: Config | None = None, *, database: Database | None = None
             return jsonify(status="unavailable", database="reachable", schema=state.value), 503
         return jsonify(status="ok", database="reachable", schema="current")
 
+    from gateway import metrics
+    from gateway.admin import register as register_admin
     from gateway.scim.routes import scim
 
+    metrics.register(app, db)
     app.register_blueprint(scim)
+    register_admin(app)
+
+    @app.get("/")
+    def index():  # type: ignore[no-untyped-def]
+        return redirect(url_for("console.clients"))
+
     return app

@@ -6,96 +6,27 @@ with exit code 1 (2 for usage) and a message that says what to fix.
 
 from __future__ import annotations
 
-import functools
-import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import click
 
+from gateway.cli_context import (
+    CliContext,
+    handle_errors,
+    json_option,
+    pass_ctx,
+    print_json,
+    print_table,
+    schema_message,
+)
 from gateway.config import SETTINGS, Config, ConfigError
-from gateway.errors import GatewayError
-from gateway.store import Database, SchemaState
-
-
-class CliContext:
-    def __init__(self) -> None:
-        self._config: Config | None = None
-        self._db: Database | None = None
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            self._config = Config.from_env()
-        return self._config
-
-    @property
-    def db(self) -> Database:
-        if self._db is None:
-            c = self.config
-            self._db = Database(
-                c.database_url,
-                pool_size=c.db_pool_size,
-                statement_timeout_ms=c.db_statement_timeout_ms,
-            )
-        return self._db
-
-    def current_db(self) -> Database:
-        """The database, refusing to go on unless its schema is current."""
-        state = self.db.schema_state()
-        if state is SchemaState.CURRENT:
-            return self.db
-        raise click.ClickException(_schema_message(state))
-
-
-def _schema_message(state: SchemaState) -> str:
-    if state is SchemaState.EMPTY:
-        return "the database has no scimgate schema yet: run `scimgate db upgrade` first"
-    if state is SchemaState.OUTDATED:
-        return (
-            "the database schema is out of date: run `scimgate db upgrade` "
-            "(or start with `scimgate serve --upgrade`)"
-        )
-    return (
-        "the database schema has a revision this version of scimgate does not know: "
-        "is a newer scimgate using this database?"
-    )
-
-
-pass_ctx = click.make_pass_decorator(CliContext, ensure=True)
-
-
-def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Domain and configuration errors become one-line messages, never tracebacks."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (GatewayError, ConfigError) as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
-
-
-def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
-def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    rows = [["" if v is None else str(v) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    click.echo(line.rstrip())
-    for row in rows:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+from gateway.store import SchemaState
 
 
 @click.group()
@@ -133,10 +64,16 @@ def serve(
     if state is SchemaState.EMPTY or (state is SchemaState.OUTDATED and upgrade):
         db.upgrade()
     elif state is not SchemaState.CURRENT:
-        raise click.ClickException(_schema_message(state))
+        raise click.ClickException(schema_message(state))
     if not no_demo:
         _create_demo_org(ctx)
     db.dispose()  # gunicorn forks: each worker opens its own connections
+    # Each gunicorn worker (and the background worker) counts into files here; /metrics adds
+    # them up. Emptied at start: counts from a previous run are not this run's.
+    metrics_dir = config.data_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
 
     from gateway.serve import run_gunicorn
 
@@ -460,5 +397,17 @@ def config_cmd(markdown: bool) -> None:
         click.echo(f"{s.name}={value}")
 
 
+def _register_areas() -> None:
+    """Each area brings its own commands; they import from this module, so they come last."""
+    from connectors.ldap.cli import register as register_ldap
+    from gateway.admin.cli import register as register_admin
+    from gateway.provisioning.cli import register as register_provisioning
+
+    register_provisioning(main)
+    register_ldap(main)
+    register_admin(main)
+
+
+_register_areas()
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -103,9 +103,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "GATEWAY_PUBLIC_URL",
         _url,
-        "http://127.0.0.1:8080",
+        None,
         "URL clients reach the gateway at; used in SCIM base URLs, `meta.location` and "
-        "invitation links.",
+        "invitation links. Default: `http://` + GATEWAY_BIND.",
     ),
     Setting("GATEWAY_BIND", _bind, "127.0.0.1:8080", "Address `scimgate serve` listens on."),
     Setting(
@@ -284,6 +284,10 @@ class Config:
                     f"{exc.strerror}."
                 ) from None
         database_url = values["GATEWAY_DATABASE_URL"] or f"sqlite:///{data_dir / 'scimgate.db'}"
+        if values["GATEWAY_PUBLIC_URL"] is None:
+            host, _, port = str(values["GATEWAY_BIND"]).rpartition(":")
+            host = "127.0.0.1" if host in {"0.0.0.0", "::", "[::]"} else host  # noqa: S104
+            values["GATEWAY_PUBLIC_URL"] = f"http://{host}:{port}"
         secret_key = values["GATEWAY_SECRET_KEY"] or _stored_secret_key(data_dir, create_dirs)
         if len(str(secret_key)) < 16:
             raise ConfigError("GATEWAY_SECRET_KEY is too short: use at least 16 random characters.")

@@ -64,3 +64,4 @@ def configure_logging(log_format: str, level: str) -> None:
     root.setLevel(level.upper())
     # Our access line replaces werkzeug's, which would print query strings.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

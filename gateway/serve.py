@@ -25,6 +25,12 @@ class _Gunicorn(BaseApplication):
         return create_app(self.gateway_config)
 
 
+def _child_exit(_server, worker) -> None:  # type: ignore[no-untyped-def]
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def run_gunicorn(config: Config, *, bind: str, workers: int) -> None:
     options = {
         "bind": bind,
@@ -37,5 +43,6 @@ def run_gunicorn(config: Config, *, bind: str, workers: int) -> None:
         "graceful_timeout": 20,
         "proc_name": "scimgate",
         "control_socket_disable": True,
+        "child_exit": _child_exit,
     }
     _Gunicorn(config, options).run()

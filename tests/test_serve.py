@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.store import Database
 
@@ -53,9 +54,9 @@ class Served:
             if self.proc.poll() is not None:
                 raise AssertionError(f"serve exited: {self.proc.stdout.read()}")
             try:
-                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
+                if requests.get(self.url + "/readyz", timeout=3).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             time.sleep(0.1)
         raise AssertionError("serve did not become ready")
@@ -106,6 +107,20 @@ def test_serve_on_empty_database_prints_demo_org_once_and_serves_scim(tmp_path: 
         assert created.headers["Location"] == created.json()["meta"]["location"]
         assert created.headers["Location"].startswith(base + "/Users/")
         assert requests.get(base + "/Users", timeout=5).status_code == 401
+        # /metrics adds up what both gunicorn workers counted
+        for _ in range(4):
+            requests.get(base + "/ServiceProviderConfig", headers=auth, timeout=5)
+        counted = {
+            (s.labels["route"], s.labels["method"], s.labels["status"]): s.value
+            for family in text_string_to_metric_families(
+                requests.get(server.url + "/metrics", timeout=5).text
+            )
+            if family.name == "scimgate_http_requests"
+            for s in family.samples
+            if s.name == "scimgate_http_requests_total"
+        }
+        assert counted[("/scim/v2/<org_id>/ServiceProviderConfig", "GET", "200")] == 5
+        assert counted[("/scim/v2/<org_id>/<endpoint>", "POST", "201")] == 1
     finally:
         output = server.stop()
     # the rest of the output (the banner was read above) does not repeat the token

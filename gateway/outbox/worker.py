@@ -74,7 +74,7 @@ def run_round(db: Database, config: Config) -> int:
 
 
 def run_forever(db: Database, config: Config, stop: threading.Event) -> None:
-    _load_handlers()
+    load_handlers()
     log.info("worker started")
     while not stop.is_set():
         try:
@@ -85,17 +85,10 @@ def run_forever(db: Database, config: Config, stop: threading.Event) -> None:
     log.info("worker stopped")
 
 
-def _load_handlers() -> None:
-    """Import the modules that register handlers and duties."""
-    import importlib
+def load_handlers() -> None:
+    """Bring in the modules that register handlers, and the periodic duties."""
+    import gateway.admin.invitations  # noqa: F401  (registers the admin_invitation handler)
+    from connectors.ldap.schedule import run_due_connectors
 
-    for module in (
-        "gateway.lifecycle.invitations",
-        "gateway.outbox.webhooks",
-        "connectors.ldap.schedule",
-    ):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    if run_due_connectors not in DUTIES:
+        DUTIES.append(run_due_connectors)

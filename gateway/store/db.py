@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,10 @@ class SchemaState(enum.Enum):
     UNKNOWN = "unknown"  # a revision this code does not know (newer code wrote it?)
 
 
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 def make_engine(url: str, *, pool_size: int = 5, statement_timeout_ms: int = 0) -> Engine:
     if url.startswith("sqlite"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -33,6 +38,9 @@ def make_engine(url: str, *, pool_size: int = 5, statement_timeout_ms: int = 0) 
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             # Let SQLAlchemy own transactions: the driver's implicit BEGIN would hide ours.
             dbapi_conn.isolation_level = None
+            # SQLite's own lower() folds ASCII only; SCIM says userName, emails and displayName
+            # compare case-insensitively in any script, as PostgreSQL's lower() does.
+            dbapi_conn.create_function("lower", 1, _unicode_lower, deterministic=True)
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
@@ -70,6 +78,13 @@ def alembic_config(engine: Engine) -> AlembicConfig:
     return cfg
 
 
+@functools.cache
+def _script_revisions() -> tuple[str, frozenset[str]]:
+    """The head and every revision the code ships (read once: /readyz asks on every probe)."""
+    script = ScriptDirectory(str(MIGRATIONS))
+    return str(script.get_current_head()), frozenset(r.revision for r in script.walk_revisions())
+
+
 class Database:
     """One engine and its session factory; `transaction()` is the unit of work."""
 
@@ -102,8 +117,7 @@ class Database:
     # --- schema ---------------------------------------------------------------------------
 
     def head_revision(self) -> str:
-        script = ScriptDirectory.from_config(alembic_config(self.engine))
-        return str(script.get_current_head())
+        return _script_revisions()[0]
 
     def current_revision(self) -> str | None:
         with self.engine.connect() as conn:
@@ -114,10 +128,9 @@ class Database:
         if current is None:
             tables = set(inspect(self.engine).get_table_names()) - {"alembic_version"}
             return SchemaState.EMPTY if not tables else SchemaState.UNKNOWN
-        if current == self.head_revision():
+        head, known = _script_revisions()
+        if current == head:
             return SchemaState.CURRENT
-        script = ScriptDirectory.from_config(alembic_config(self.engine))
-        known = {rev.revision for rev in script.walk_revisions()}
         return SchemaState.OUTDATED if current in known else SchemaState.UNKNOWN
 
     def upgrade(self, revision: str = "head") -> None:

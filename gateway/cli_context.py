@@ -1,0 +1,95 @@
+"""What every `scimgate` command shares: the settings and database of the invocation, error
+handling that turns domain errors into one-line messages, and table / JSON output.
+
+Area modules (connectors.ldap.cli, gateway.admin.cli, gateway.provisioning.cli) import from here,
+not from gateway.cli, which imports them to register their commands.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import click
+
+from gateway.config import Config, ConfigError
+from gateway.errors import GatewayError
+from gateway.store import Database, SchemaState
+
+
+class CliContext:
+    def __init__(self) -> None:
+        self._config: Config | None = None
+        self._db: Database | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = Config.from_env()
+        return self._config
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            c = self.config
+            self._db = Database(
+                c.database_url,
+                pool_size=c.db_pool_size,
+                statement_timeout_ms=c.db_statement_timeout_ms,
+            )
+        return self._db
+
+    def current_db(self) -> Database:
+        """The database, refusing to go on unless its schema is current."""
+        state = self.db.schema_state()
+        if state is SchemaState.CURRENT:
+            return self.db
+        raise click.ClickException(schema_message(state))
+
+
+def schema_message(state: SchemaState) -> str:
+    if state is SchemaState.EMPTY:
+        return "the database has no scimgate schema yet: run `scimgate db upgrade` first"
+    if state is SchemaState.OUTDATED:
+        return (
+            "the database schema is out of date: run `scimgate db upgrade` "
+            "(or start with `scimgate serve --upgrade`)"
+        )
+    return (
+        "the database schema has a revision this version of scimgate does not know: "
+        "is a newer scimgate using this database?"
+    )
+
+
+pass_ctx = click.make_pass_decorator(CliContext, ensure=True)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Domain and configuration errors become one-line messages, never tracebacks."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (GatewayError, ConfigError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    rows = [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    click.echo(line.rstrip())
+    for row in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")

@@ -1,0 +1,114 @@
+"""Prometheus metrics at `/metrics`.
+
+Request counts and latencies are counted in each process; under gunicorn every worker writes
+them to PROMETHEUS_MULTIPROC_DIR (set by `scimgate serve`) and a scrape adds them up. Queue and
+sync figures are read from the database at scrape time, so every node reports the same numbers.
+Does not: log, or expose anything about organizations beyond counts.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import column, func, inspect, select, table
+
+from gateway.store import Database
+from gateway.store.models import OutboxMessage, SyncRun
+
+REQUESTS = Counter(
+    "scimgate_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
+)
+LATENCY = Histogram(
+    "scimgate_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["route", "method"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+SYNC_DURATION = Histogram(
+    "scimgate_sync_run_duration_seconds",
+    "Duration of LDAP sync runs",
+    ["kind", "status"],
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+
+
+class DatabaseCollector:
+    """Outbox backlog, sync runs and held deprovisions, straight from the database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        backlog = GaugeMetricFamily(
+            "scimgate_outbox_messages",
+            "Outbox messages not yet delivered, by kind and status",
+            labels=["kind", "status"],
+        )
+        runs = GaugeMetricFamily(
+            "scimgate_sync_runs", "LDAP sync runs recorded, by result", labels=["status"]
+        )
+        held = GaugeMetricFamily("scimgate_held_deprovisions", "Deprovisionings held by the guard")
+        try:
+            with self.db.read() as session:
+                for kind, status, n in session.execute(
+                    select(OutboxMessage.kind, OutboxMessage.status, func.count())
+                    .where(OutboxMessage.status != "sent")
+                    .group_by(OutboxMessage.kind, OutboxMessage.status)
+                ):
+                    backlog.add_metric([kind, status], n)
+                for status, n in session.execute(
+                    select(SyncRun.status, func.count()).group_by(SyncRun.status)
+                ):
+                    runs.add_metric([status], n)
+                held.add_metric([], self._held(session))
+        except Exception:  # a scrape must not fail because the database is away
+            return
+        yield from (backlog, runs, held)
+
+    @staticmethod
+    def _held(session) -> int:  # type: ignore[no-untyped-def]
+        if "held_changes" not in inspect(session.connection()).get_table_names():
+            return 0
+        held = table("held_changes", column("status"))
+        query = select(func.count()).select_from(held).where(held.c.status == "held")
+        return session.scalar(query) or 0
+
+
+def register(app: Flask, db: Database) -> None:
+    @app.before_request
+    def _start_timer() -> None:
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def _count(response):  # type: ignore[no-untyped-def]
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        started = g.get("metrics_started")
+        if started is not None:
+            LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
+        return response
+
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        for metric in (REQUESTS, LATENCY, SYNC_DURATION):
+            registry.register(metric)
+    registry.register(DatabaseCollector(db))
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

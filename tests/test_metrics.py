@@ -1,0 +1,54 @@
+"""/metrics: requests and latencies by route; outbox backlog and sync runs from the database."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.outbox.queue import enqueue
+from gateway.store.models import SyncRun, utcnow
+
+
+def samples(client) -> dict[tuple[str, tuple], float]:
+    text = client.get("/metrics").get_data(as_text=True)
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_count_requests_by_route_template_not_by_id(scim, client) -> None:
+    before = samples(client)
+    key = (
+        "scimgate_http_requests_total",
+        (("method", "GET"), ("route", "/scim/v2/<org_id>/<endpoint>"), ("status", "200")),
+    )
+    for _ in range(3):
+        assert scim.get("/Users").status_code == 200
+    after = samples(client)
+    assert after[key] - before.get(key, 0) == 3
+    assert not any(scim.org_id in str(labels) for _, labels in after)
+    latency = (
+        "scimgate_http_request_duration_seconds_count",
+        (("method", "GET"), ("route", "/scim/v2/<org_id>/<endpoint>")),
+    )
+    assert after[latency] - before.get(latency, 0) == 3
+
+
+def test_metrics_show_outbox_backlog_and_sync_runs(scim, client, database) -> None:
+    with database.transaction() as session:
+        enqueue(session, "invitation", {"x": 1}, org_id=scim.org_id)
+        enqueue(session, "invitation", {"x": 2}, org_id=scim.org_id)
+        session.add(
+            SyncRun(
+                org_id=scim.org_id,
+                connector="ad",
+                kind="full",
+                status="failed",
+                finished_at=utcnow(),
+                error="boom",
+            )
+        )
+    found = samples(client)
+    assert found[("scimgate_outbox_messages", (("kind", "invitation"), ("status", "pending")))] == 2
+    assert found[("scimgate_sync_runs", (("status", "failed"),))] == 1
