@@ -213,6 +213,13 @@ SETTINGS: tuple[Setting, ...] = (
         "2",
         "How often an idle worker looks for due messages and connector runs.",
     ),
+    Setting(
+        "GATEWAY_OUTBOX_LEASE_SECONDS",
+        _positive_int,
+        "120",
+        "How long a worker owns a message it is delivering; a worker that dies mid-delivery "
+        "hands it to another after this.",
+    ),
 )
 
 
@@ -242,6 +249,7 @@ class Config:
     invite_ttl_hours: int = 120
     outbox_max_attempts: int = 8
     worker_poll_seconds: int = 2
+    outbox_lease_seconds: int = 120
     extra: dict = field(default_factory=dict)
 
     @property

@@ -27,7 +27,9 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
-def claim(db: Database, *, limit: int = 20, now: datetime | None = None) -> list[OutboxMessage]:
+def claim(
+    db: Database, *, limit: int = 20, now: datetime | None = None, lease: timedelta = LEASE
+) -> list[OutboxMessage]:
     now = now or utcnow()
     with db.transaction() as session:
         query = (
@@ -44,7 +46,7 @@ def claim(db: Database, *, limit: int = 20, now: datetime | None = None) -> list
             query = query.with_for_update(skip_locked=True)
         messages = list(session.scalars(query))
         for message in messages:
-            message.claimed_until = now + LEASE
+            message.claimed_until = now + lease
     return messages
 
 

@@ -122,20 +122,21 @@ def _run_one(
         rtype = _ENDPOINTS.get(parts[0])
         if rtype is None or len(parts) > 2 or (method == "POST") != (len(parts) == 1):
             raise NotFound(f"no bulk target {path}")
-        with db.transaction() as session:
+
+        def work(session: Any) -> tuple[Any, str]:
             svc = make_service(session)
             if method == "POST":
-                outcome = svc.create(rtype, data)
+                done = svc.create(rtype, data)
             elif method == "PUT":
-                outcome = svc.replace(rtype, parts[1], data, if_match=op.get("version"))
+                done = svc.replace(rtype, parts[1], data, if_match=op.get("version"))
             elif method == "PATCH":
-                outcome = svc.patch(
-                    rtype, parts[1], data, if_match=op.get("version"), want_body=False
-                )
+                done = svc.patch(rtype, parts[1], data, if_match=op.get("version"), want_body=False)
             else:
                 svc.delete(rtype, parts[1], if_match=op.get("version"))
-                outcome = None
-            location = f"{svc.base_url}{rtype.endpoint}/{outcome.row.id if outcome else parts[1]}"
+                done = None
+            return done, f"{svc.base_url}{rtype.endpoint}/{done.row.id if done else parts[1]}"
+
+        outcome, location = db.run(work)
     except ScimError as exc:
         return _error_result(op, exc)
     if method == "POST" and outcome is not None:

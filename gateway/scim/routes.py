@@ -275,8 +275,7 @@ def create_resource(endpoint: str) -> Response:
     rtype = resource_type(endpoint)
     body = json_body()
     query = query_from(request.args)
-    with gateway().db.transaction() as session:
-        outcome = service(session).create(rtype, body, query)
+    outcome = gateway().db.run(lambda session: service(session).create(rtype, body, query))
     location = f"{base_url()}{rtype.endpoint}/{outcome.row.id}"
     return scim_response(outcome.document, 201, {"Location": location, "ETag": outcome.etag})
 
@@ -298,10 +297,12 @@ def replace_resource(endpoint: str, resource_id: str) -> Response:
     rtype = resource_type(endpoint)
     body = json_body()
     query = query_from(request.args)
-    with gateway().db.transaction() as session:
-        outcome = service(session).replace(
-            rtype, resource_id, body, if_match=request.headers.get("If-Match"), query=query
+    if_match = request.headers.get("If-Match")
+    outcome = gateway().db.run(
+        lambda session: service(session).replace(
+            rtype, resource_id, body, if_match=if_match, query=query
         )
+    )
     return scim_response(outcome.document, 200, {"ETag": outcome.etag})
 
 
@@ -313,15 +314,12 @@ def patch_resource(endpoint: str, resource_id: str) -> Response:
     # Users answer with the resource; Groups with 204 unless asked for attributes, so a change
     # to one member of a huge group never reads the whole member list (RFC 7644 §3.5.2).
     want = rtype.name == "User" or wants_body()
-    with gateway().db.transaction() as session:
-        outcome = service(session).patch(
-            rtype,
-            resource_id,
-            body,
-            if_match=request.headers.get("If-Match"),
-            query=query,
-            want_body=want,
+    if_match = request.headers.get("If-Match")
+    outcome = gateway().db.run(
+        lambda session: service(session).patch(
+            rtype, resource_id, body, if_match=if_match, query=query, want_body=want
         )
+    )
     if outcome.document is None:
         return Response(status=204, headers={"ETag": outcome.etag})
     return scim_response(outcome.document, 200, {"ETag": outcome.etag})
@@ -330,8 +328,8 @@ def patch_resource(endpoint: str, resource_id: str) -> Response:
 @scim.delete("/<endpoint>/<resource_id>")
 def delete_resource(endpoint: str, resource_id: str) -> Response:
     rtype = resource_type(endpoint)
-    with gateway().db.transaction() as session:
-        service(session).delete(rtype, resource_id, if_match=request.headers.get("If-Match"))
+    if_match = request.headers.get("If-Match")
+    gateway().db.run(lambda session: service(session).delete(rtype, resource_id, if_match=if_match))
     return Response(status=204)
 
 

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Iterator
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class SchemaState(enum.Enum):
@@ -78,6 +85,17 @@ def alembic_config(engine: Engine) -> AlembicConfig:
     return cfg
 
 
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    # 40001 serialization_failure, 40P01 deadlock_detected
+    if _sqlstate(exc) in {"40001", "40P01"}:
+        return True
+    return "database is locked" in str(exc.orig)
+
+
 @functools.cache
 def _script_revisions() -> tuple[str, frozenset[str]]:
     """The head and every revision the code ships (read once: /readyz asks on every probe)."""
@@ -107,6 +125,22 @@ class Database:
         """Everything inside commits together or not at all."""
         with self.sessions() as session, session.begin():
             yield session
+
+    def run(self, work: Callable[[Session], T], *, attempts: int = 4) -> T:
+        """`work` in a transaction of its own, run again from the start when the database
+        says the transaction lost a race it may win next time (PostgreSQL serialization
+        failure or deadlock, SQLite still locked after its busy timeout). `work` must do
+        nothing outside the database that it cannot repeat."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction() as session:
+                    return work(session)
+            except DBAPIError as exc:
+                if attempt == attempts or not _is_retryable(exc):
+                    raise
+                log.info("transaction retried (%s), attempt %d", _sqlstate(exc), attempt + 1)
+                time.sleep(random.uniform(0.01, 0.05) * attempt)
+        raise AssertionError("unreachable")
 
     @contextmanager
     def read(self) -> Iterator[Session]:
