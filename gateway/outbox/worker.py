@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 from gateway.config import Config
 from gateway.outbox.queue import claim, settle_failed, settle_sent
@@ -32,7 +33,7 @@ def handler(kind: str) -> Callable[[Handler], Handler]:
 
 def deliver_due(db: Database, config: Config, *, limit: int = 20) -> int:
     """Deliver one batch of due messages; return how many were attempted."""
-    messages = claim(db, limit=limit)
+    messages = claim(db, limit=limit, lease=timedelta(seconds=config.outbox_lease_seconds))
     for message in messages:
         fn = HANDLERS.get(message.kind)
         try:
