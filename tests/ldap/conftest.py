@@ -354,7 +354,7 @@ def sqlite_database(database: Database, db_kind: str) -> Database:
 @pytest.fixture
 def postgresql_database(database: Database, db_kind: str) -> Database:
     if db_kind != "postgresql":
-        pytest.skip("the PostgreSQL smoke test")
+        pytest.skip("runs on PostgreSQL only (advisory locks, several processes)")
     return database
 
 
