@@ -9,7 +9,6 @@ Does not: fix anything.
 from __future__ import annotations
 
 import smtplib
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,6 +16,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from gateway.config import SETTINGS, Config
+from gateway.outbox.mail import smtp_session
 from gateway.store import Database, SchemaState
 from gateway.store.models import ApiToken, ConsoleAdmin, Organization, OrgMapping, utcnow
 
@@ -57,15 +57,7 @@ def check_smtp(db: Database, config: Config) -> list[Check]:
         ]
     where = f"{config.smtp_host}:{config.smtp_port}"
     try:
-        if config.smtp_security == "tls":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
-                config.smtp_host, config.smtp_port, timeout=5, context=ssl.create_default_context()
-            )
-        else:
-            client = smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=5)
-        with client:
-            if config.smtp_security == "starttls":
-                client.starttls(context=ssl.create_default_context())
+        with smtp_session(config, timeout=5, login=False) as client:
             client.noop()
     except (TimeoutError, OSError, smtplib.SMTPException) as exc:
         return [Check("smtp", FAIL, f"{where} not reachable: {exc}")]

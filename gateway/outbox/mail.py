@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -18,22 +20,36 @@ class MailError(Exception):
     """The message could not be handed over; the outbox retries it."""
 
 
+@contextmanager
+def smtp_session(
+    config: Config, *, timeout: float = 30, login: bool = True
+) -> Iterator[smtplib.SMTP]:
+    """A connected SMTP client, TLS as GATEWAY_SMTP_SECURITY says, logged in when configured.
+    Raises OSError or smtplib.SMTPException when the server cannot be reached or refuses."""
+    assert config.smtp_host
+    if config.smtp_security == "tls":
+        client: smtplib.SMTP = smtplib.SMTP_SSL(
+            config.smtp_host,
+            config.smtp_port,
+            timeout=timeout,
+            context=ssl.create_default_context(),
+        )
+    else:
+        client = smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=timeout)
+    with client:
+        if config.smtp_security == "starttls":
+            client.starttls(context=ssl.create_default_context())
+        if login and config.smtp_username:
+            client.login(config.smtp_username, config.smtp_password or "")
+        yield client
+
+
 def send_mail(config: Config, message: EmailMessage) -> str:
     """Deliver `message`; return where it went (for logs)."""
     if not config.smtp_host:
         return _drop(config, message)
     try:
-        if config.smtp_security == "tls":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
-                config.smtp_host, config.smtp_port, timeout=30, context=ssl.create_default_context()
-            )
-        else:
-            client = smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=30)
-        with client:
-            if config.smtp_security == "starttls":
-                client.starttls(context=ssl.create_default_context())
-            if config.smtp_username:
-                client.login(config.smtp_username, config.smtp_password or "")
+        with smtp_session(config) as client:
             client.send_message(message)
     except (OSError, smtplib.SMTPException) as exc:
         raise MailError(f"SMTP {config.smtp_host}:{config.smtp_port}: {exc}") from exc

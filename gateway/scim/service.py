@@ -180,36 +180,31 @@ class ScimService:
 
     def _group_members(self, group_ids: list[str]) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = {}
-        users = self.session.execute(
-            select(DirectoryGroupMember.group_id, DirectoryUser.id, DirectoryUser.user_name)
-            .join(DirectoryUser, DirectoryUser.id == DirectoryGroupMember.user_id)
-            .where(DirectoryGroupMember.group_id.in_(group_ids))
-            .order_by(DirectoryGroupMember.id)
+        kinds = (
+            ("User", DirectoryUser.id, DirectoryUser.user_name, DirectoryGroupMember.user_id),
+            (
+                "Group",
+                DirectoryGroup.id,
+                DirectoryGroup.display_name,
+                DirectoryGroupMember.child_group_id,
+            ),
         )
-        for group_id, user_id, user_name in users:
-            out.setdefault(group_id, []).append(
-                {
-                    "value": user_id,
-                    "$ref": f"{self.base_url}/Users/{user_id}",
-                    "display": user_name,
-                    "type": "User",
-                }
+        for kind, id_column, display_column, link in kinds:
+            rows = self.session.execute(
+                select(DirectoryGroupMember.group_id, id_column, display_column)
+                .join(id_column.table, id_column == link)
+                .where(DirectoryGroupMember.group_id.in_(group_ids))
+                .order_by(DirectoryGroupMember.id)
             )
-        groups = self.session.execute(
-            select(DirectoryGroupMember.group_id, DirectoryGroup.id, DirectoryGroup.display_name)
-            .join(DirectoryGroup, DirectoryGroup.id == DirectoryGroupMember.child_group_id)
-            .where(DirectoryGroupMember.group_id.in_(group_ids))
-            .order_by(DirectoryGroupMember.id)
-        )
-        for group_id, child_id, display in groups:
-            out.setdefault(group_id, []).append(
-                {
-                    "value": child_id,
-                    "$ref": f"{self.base_url}/Groups/{child_id}",
-                    "display": display,
-                    "type": "Group",
-                }
-            )
+            for group_id, member_id, display in rows:
+                out.setdefault(group_id, []).append(
+                    {
+                        "value": member_id,
+                        "$ref": f"{self.base_url}/{kind}s/{member_id}",
+                        "display": display,
+                        "type": kind,
+                    }
+                )
         return out
 
     # --- writing -----------------------------------------------------------------------------
