@@ -96,10 +96,12 @@ def create_app(config: Config | None = None, *, database: Database | None = None
 
     from gateway import metrics
     from gateway.admin import register as register_admin
+    from gateway.lifecycle.routes import invite
     from gateway.scim.routes import scim
 
     metrics.register(app, db)
     app.register_blueprint(scim)
+    app.register_blueprint(invite)
     register_admin(app)
 
     @app.get("/")

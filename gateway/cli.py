@@ -401,11 +401,13 @@ def _register_areas() -> None:
     """Each area brings its own commands; they import from this module, so they come last."""
     from connectors.ldap.cli import register as register_ldap
     from gateway.admin.cli import register as register_admin
+    from gateway.lifecycle.cli import register as register_lifecycle
     from gateway.provisioning.cli import register as register_provisioning
 
     register_provisioning(main)
     register_ldap(main)
     register_admin(main)
+    register_lifecycle(main)
 
 
 _register_areas()

@@ -12,7 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.errors import Conflict, InvalidInput, NotFound
-from gateway.store.models import ORG_PLANS, Event, Member, Organization
+from gateway.events import record_event
+from gateway.store.models import ORG_PLANS, Member, Organization
 
 # Statuses that occupy a seat (design.md: used seats count invited, accepted and confirmed).
 SEAT_STATUSES = ("invited", "accepted", "confirmed")
@@ -65,15 +66,14 @@ def create_org(
         session.flush()
     except IntegrityError:
         raise Conflict(f"an organization named {name!r} exists already") from None
-    session.add(
-        Event(
-            org_id=org.id,
-            actor=actor,
-            type="organization.created",
-            target_type="organization",
-            target_id=org.id,
-            detail={"name": name, "plan": plan, "seats": seats, "seat_limit": seat_limit},
-        )
+    record_event(
+        session,
+        org_id=org.id,
+        actor=actor,
+        type="organization.created",
+        target_type="organization",
+        target_id=org.id,
+        detail={"name": name, "plan": plan, "seats": seats, "seat_limit": seat_limit},
     )
     return org
 

@@ -18,7 +18,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gateway.errors import NotFound, Unauthorized
-from gateway.store.models import ApiToken, Event, Organization, utcnow
+from gateway.events import record_event
+from gateway.store.models import ApiToken, Organization, utcnow
 
 TOKEN_PREFIX = {"scim": "sgt", "admin": "sga"}
 # last_used_at is written at most this often per token, so every SCIM request is not a write.
@@ -56,15 +57,14 @@ def issue_token(
         token_hash=_digest(raw),
     )
     session.add(token)
-    session.add(
-        Event(
-            org_id=token.org_id,
-            actor=actor,
-            type="token.created",
-            target_type="token",
-            target_id=token_id,
-            detail={"kind": kind, "prefix": token.prefix},
-        )
+    record_event(
+        session,
+        org_id=token.org_id,
+        actor=actor,
+        type="token.created",
+        target_type="token",
+        target_id=token_id,
+        detail={"kind": kind, "prefix": token.prefix},
     )
     session.flush()
     return IssuedToken(token, raw)
@@ -109,14 +109,13 @@ def revoke_token(session: Session, token_id: str, *, actor: str = "system") -> A
         raise NotFound(f"no token with id {token_id!r} (see `scimgate token list`)")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
-        session.add(
-            Event(
-                org_id=token.org_id,
-                actor=actor,
-                type="token.revoked",
-                target_type="token",
-                target_id=token.id,
-                detail={"prefix": token.prefix},
-            )
+        record_event(
+            session,
+            org_id=token.org_id,
+            actor=actor,
+            type="token.revoked",
+            target_type="token",
+            target_id=token.id,
+            detail={"prefix": token.prefix},
         )
     return token

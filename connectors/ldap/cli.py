@@ -24,6 +24,7 @@ from gateway.cli_context import (
     print_json,
     print_table,
 )
+from gateway.events import record_event
 
 
 def register(main: click.Group) -> None:
@@ -81,21 +82,19 @@ def ldap_set(ctx: CliContext, org_key: str, file: Path) -> None:
     """Validate FILE (YAML) and store it as the organization's LDAP configuration."""
     from connectors.ldap.config import SETTINGS_KEY, load_yaml
     from gateway.orgs import find_org
-    from gateway.store.models import Event
 
     document, connectors = load_yaml(file.read_text())
     with ctx.current_db().transaction() as session:
         org = find_org(session, org_key)
         org.settings = {**(org.settings or {}), SETTINGS_KEY: document}
-        session.add(
-            Event(
-                org_id=org.id,
-                actor="admin:cli",
-                type="ldap.configured",
-                target_type="organization",
-                target_id=org.id,
-                detail={"connectors": sorted(connectors)},
-            )
+        record_event(
+            session,
+            org_id=org.id,
+            actor="admin:cli",
+            type="ldap.configured",
+            target_type="organization",
+            target_id=org.id,
+            detail={"connectors": sorted(connectors)},
         )
         name = org.name
     for cfg in connectors.values():

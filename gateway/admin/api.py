@@ -47,6 +47,8 @@ from gateway.errors import (
     SeatLimitReached,
     Unauthorized,
 )
+from gateway.events import display_url
+from gateway.lifecycle import webhooks
 
 api = Blueprint("admin_api", __name__, url_prefix="/api/v1")
 _STATUS: tuple[tuple[type[Exception], int, str], ...] = (
@@ -625,6 +627,74 @@ def run_ldap(org_id: str, name: str, body: dict) -> Any:
 def ldap_runs(org_id: str) -> Any:
     with _read() as session:
         return connectors.sync_history(session, principal().org(session, org_id))
+
+
+# --- webhooks -------------------------------------------------------------------------------------
+
+
+def _webhook(endpoint: Any, secret: str | None = None) -> dict[str, Any]:
+    data = {
+        "id": endpoint.id,
+        "url": display_url(endpoint.url),
+        "events": list(endpoint.events or []),
+        "description": endpoint.description,
+        "created_at": endpoint.created_at,
+        "created_by": endpoint.created_by,
+    }
+    if secret is not None:
+        data["secret"] = secret
+    return data
+
+
+@operation(
+    "/orgs/{org_id}/webhooks",
+    "get",
+    "Webhook endpoints",
+    tag="webhooks",
+    response=s.WebhookOut,
+    many=True,
+)
+def list_webhooks(org_id: str) -> Any:
+    with _read() as session:
+        org = principal().org(session, org_id)
+        return [_webhook(e) for e in webhooks.list_endpoints(session, org)]
+
+
+@operation(
+    "/orgs/{org_id}/webhooks",
+    "post",
+    "Add a webhook endpoint (its signing secret is in this answer only)",
+    tag="webhooks",
+    body=s.WebhookCreate,
+    response=s.WebhookCreated,
+    status=201,
+)
+def create_webhook(org_id: str, body: dict) -> Any:
+    with _write() as session:
+        org = principal().org(session, org_id)
+        added = webhooks.add_endpoint(
+            session,
+            org,
+            body["url"],
+            secret_key=gateway().config.secret_key,
+            actor=principal().actor,
+            events=body["events"],
+            description=body["description"],
+        )
+        return _webhook(added.endpoint, added.secret)
+
+
+@operation(
+    "/orgs/{org_id}/webhooks/{webhook_id}",
+    "delete",
+    "Remove a webhook endpoint",
+    tag="webhooks",
+    status=204,
+)
+def delete_webhook(org_id: str, webhook_id: str) -> Any:
+    with _write() as session:
+        org = principal().org(session, org_id)
+        webhooks.remove_endpoint(session, org, webhook_id, actor=principal().actor)
 
 
 # --- deliveries and events ------------------------------------------------------------------------

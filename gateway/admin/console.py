@@ -54,6 +54,8 @@ from gateway.admin.web import (
 )
 from gateway.app import gateway
 from gateway.errors import Conflict, GatewayError, InvalidInput, NotFound, Unauthorized
+from gateway.events import display_url
+from gateway.lifecycle import webhooks
 from gateway.store.models import ADMIN_ROLES, MEMBER_ROLES, MEMBER_STATUSES, ORG_PLANS, Organization
 
 console = Blueprint(
@@ -509,12 +511,49 @@ def ldap_step(org_id: str, name: str, step: str) -> str:
 # --- organization: deliveries ---------------------------------------------------------------------
 
 
+def _deliveries_page(session: Session, org: Organization, added: Any = None) -> str:
+    rows = deliveries.deliveries(session, org, kind=request.args.get("kind") or None)
+    return _org_page(
+        "deliveries.html",
+        org,
+        "deliveries",
+        rows=rows,
+        endpoints=webhooks.list_endpoints(session, org),
+        display_url=display_url,
+        added=added,
+    )
+
+
 @console.get("/orgs/<org_id>/deliveries")
 def deliveries_page(org_id: str) -> str:
     with _read() as session:
+        return _deliveries_page(session, principal().org(session, org_id))
+
+
+@console.post("/orgs/<org_id>/webhooks")
+def webhook_add(org_id: str) -> str:
+    with _write() as session:
         org = principal().org(session, org_id)
-        rows = deliveries.deliveries(session, org, kind=request.args.get("kind") or None)
-    return _org_page("deliveries.html", org, "deliveries", rows=rows)
+        events = request.form.get("events", "").replace(",", " ").split()
+        added = webhooks.add_endpoint(
+            session,
+            org,
+            request.form.get("url", ""),
+            secret_key=gateway().config.secret_key,
+            actor=principal().actor,
+            events=events,
+            description=request.form.get("description"),
+        )
+        return _deliveries_page(session, org, added)
+
+
+@console.post("/orgs/<org_id>/webhooks/<webhook_id>/remove")
+def webhook_remove(org_id: str, webhook_id: str) -> Any:
+    with _write() as session:
+        org = principal().org(session, org_id)
+        webhooks.remove_endpoint(session, org, webhook_id, actor=principal().actor)
+    flash("The webhook endpoint is removed; nothing more is sent to it.", "ok")
+    return redirect(url_for("console.deliveries_page", org_id=org_id))
 
 
 @console.post("/orgs/<org_id>/deliveries/<int:message_id>/resend")

@@ -11,8 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.errors import InvalidInput, NotFound
+from gateway.events import record_event
 from gateway.outbox.queue import retry
-from gateway.store.models import Event, Organization, OutboxMessage
+from gateway.store.models import Organization, OutboxMessage
 
 _MAX_ID = 2**63 - 1
 
@@ -33,14 +34,13 @@ def redeliver(session: Session, org: Organization, message_id: int, actor: str) 
     if message.status != "failed":
         raise InvalidInput(f"message {message_id} is {message.status}; only failed ones are resent")
     retry(session, message.id)
-    session.add(
-        Event(
-            org_id=org.id,
-            actor=actor,
-            type="outbox.resent",
-            target_type="outbox",
-            target_id=str(message.id),
-            detail={"kind": message.kind},
-        )
+    record_event(
+        session,
+        org_id=org.id,
+        actor=actor,
+        type="outbox.resent",
+        target_type="outbox",
+        target_id=str(message.id),
+        detail={"kind": message.kind},
     )
     return message

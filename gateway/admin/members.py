@@ -1,9 +1,10 @@
 """Members of one organization as the console lists them, and the bulk actions on them.
 
 Does: filter (status, role, source), search (e-mail or name), paginate; run one action (confirm,
-resend invitation, revoke, restore, remove) on many members in one transaction, reporting which
-ones it skipped and why; the confirmation queue. Does not: define the transitions themselves
-(gateway.lifecycle does; every action here is one call into it).
+resend invitation, invite a staged member, revoke, restore, remove) on many members in one
+transaction, reporting which ones it skipped and why; the confirmation queue with fingerprint
+phrases. Does not: define the transitions themselves (gateway.lifecycle does; every action here
+is one call into it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from gateway import lifecycle
 from gateway.errors import GatewayError, InvalidInput
+from gateway.lifecycle.fingerprint import fingerprint_phrase
 from gateway.store.models import Member, Organization
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -116,7 +118,25 @@ def _remove(session: Session, org: Organization, m: Member, actor: str, seats) -
     lifecycle.remove(session, m, actor, reason="removed by an admin", seats=seats)
 
 
+def _confirm(session: Session, org: Organization, m: Member, actor: str, seats) -> None:  # type: ignore[no-untyped-def]
+    lifecycle.confirm(session, m, actor)
+
+
+def _resend(session: Session, org: Organization, m: Member, actor: str, seats) -> None:  # type: ignore[no-untyped-def]
+    lifecycle.resend_invitation(session, org, m, actor)
+
+
+def _invite(session: Session, org: Organization, m: Member, actor: str, seats) -> None:  # type: ignore[no-untyped-def]
+    if m.waiting_for_seat:
+        raise InvalidInput("waits for a seat already; it is invited when one frees up")
+    # Without a free seat the member waits for one (the list shows it), like a new member.
+    lifecycle.invite(session, org, m, actor, seats=seats)
+
+
 ACTIONS: dict[str, Action] = {
+    "confirm": _confirm,
+    "resend": _resend,
+    "invite": _invite,
     "revoke": _revoke,
     "restore": _restore,
     "remove": _remove,
@@ -164,4 +184,4 @@ def confirmation_queue(session: Session, org: Organization) -> list[tuple[Member
         .where(Member.org_id == org.id, Member.status == "accepted")
         .order_by(Member.accepted_at, Member.email_lower)
     )
-    return [(m, None) for m in queue]
+    return [(m, fingerprint_phrase(m.public_key)) for m in queue]

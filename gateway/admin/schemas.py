@@ -91,9 +91,12 @@ class MemberOut(_Strict):
     status = fields.String(required=True)
     source = fields.String(allow_none=True)
     waiting_for_seat = fields.Boolean(required=True)
+    invitation_expired = fields.Boolean(required=True)
     invited_at = fields.DateTime(allow_none=True)
+    invitation_expires_at = fields.DateTime(allow_none=True)
     accepted_at = fields.DateTime(allow_none=True)
     confirmed_at = fields.DateTime(allow_none=True)
+    confirmed_by = fields.String(allow_none=True)
     revoked_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime(required=True)
 
@@ -304,6 +307,36 @@ class SyncOut(_Strict):
     plan = fields.Nested(PlanOut, allow_none=True)
 
 
+# --- webhooks -------------------------------------------------------------------------------------
+
+
+class WebhookOut(_Strict):
+    id = fields.String(required=True)
+    url = fields.String(required=True)
+    events = fields.List(fields.String(), required=True)
+    description = fields.String(allow_none=True)
+    created_at = fields.DateTime(required=True)
+    created_by = fields.String(required=True)
+
+
+class WebhookCreate(_Strict):
+    url = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    events = fields.List(
+        fields.String(validate=validate.Length(min=1, max=100)),
+        load_default=list,
+        validate=validate.Length(max=50),
+    )
+    description = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(max=200)
+    )
+
+
+class WebhookCreated(WebhookOut):
+    secret = fields.String(
+        required=True, metadata={"description": "The signing secret; shown only this once."}
+    )
+
+
 # --- deliveries and events ------------------------------------------------------------------------
 
 
@@ -314,6 +347,7 @@ class DeliveryQuery(_Strict):
 class DeliveryOut(_Strict):
     id = fields.Integer(required=True)
     kind = fields.String(required=True)
+    message_id = fields.String(required=True)
     status = fields.String(required=True)
     attempts = fields.Integer(required=True)
     created_at = fields.DateTime(required=True)

@@ -1,14 +1,18 @@
 """Member status transitions: `staged -> invited -> accepted -> confirmed`, `revoked` from any of
-them, and back with restore."""
+them, and back with restore; invitation re-sends and seat releases."""
 
 from __future__ import annotations
+
+import secrets
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+# The module, not the name: gateway.orgs may record events through gateway.events.
+from gateway import orgs
 from gateway.errors import InvalidTransition
-from gateway.orgs import SEAT_STATUSES
-from gateway.store.models import Event, Member, Organization, OutboxMessage, new_id, utcnow
+from gateway.events import record_event
+from gateway.store.models import Member, Organization, OutboxMessage, new_id, utcnow
 
 
 class Seats:
@@ -24,7 +28,7 @@ class Seats:
         used = session.scalar(
             select(func.count())
             .select_from(Member)
-            .where(Member.org_id == org.id, Member.status.in_(SEAT_STATUSES))
+            .where(Member.org_id == org.id, Member.status.in_(orgs.SEAT_STATUSES))
         )
         return cls(org, int(used or 0))
 
@@ -48,6 +52,11 @@ class Seats:
         self.used += 1
         return True
 
+    def available(self) -> bool:
+        """Would `take` succeed?"""
+        limit = self.org.seat_limit
+        return self.used < self.org.seats or limit is None or self.org.seats < limit
+
     def free(self) -> None:
         self.used = max(self.used - 1, 0)
 
@@ -61,16 +70,14 @@ def _event(
     target_id: str,
     detail: dict,
 ) -> None:
-    session.add(
-        Event(
-            org_id=org_id,
-            actor=actor,
-            type=type_,
-            target_type=target_type,
-            target_id=target_id,
-            detail=detail,
-            at=utcnow(),
-        )
+    record_event(
+        session,
+        org_id=org_id,
+        actor=actor,
+        type=type_,
+        target_type=target_type,
+        target_id=target_id,
+        detail=detail,
     )
 
 
@@ -162,14 +169,92 @@ def invite(
     member.waiting_for_seat = False
     member.invited_at = now
     member.updated_at = now
+    member.invitation_resends = 0
+    _queue_invitation(session, org, member)
+    _member_event(session, member, actor, "member.invited", role=member.role)
+
+
+def _queue_invitation(session: Session, org: Organization, member: Member) -> None:
+    """A fresh link (new nonce: earlier links stop working) and its mail in the outbox."""
+    member.invitation_nonce = secrets.token_hex(16)
+    member.invitation_expires_at = None  # set when the mail is handed over
+    member.invitation_expired = False
     session.add(
         OutboxMessage(
             org_id=org.id,
             kind="invitation",
-            payload={"member_id": member.id, "org_id": org.id, "email": member.email},
+            payload={
+                "member_id": member.id,
+                "org_id": org.id,
+                "email": member.email,
+                "nonce": member.invitation_nonce,
+            },
         )
     )
-    _member_event(session, member, actor, "member.invited", role=member.role)
+
+
+def resend_invitation(
+    session: Session, org: Organization, member: Member, actor: str, *, automatic: bool = False
+) -> None:
+    """A new invitation for an invited member; the previous link stops working. `automatic` is
+    the worker's re-send of an expired one, counted against the organization's allowance."""
+    if member.status != "invited":
+        raise InvalidTransition(
+            f"{member.email} is {member.status}; only invited members get an invitation again"
+        )
+    if automatic:
+        member.invitation_resends = (member.invitation_resends or 0) + 1
+    member.updated_at = utcnow()
+    _queue_invitation(session, org, member)
+    _member_event(
+        session,
+        member,
+        actor,
+        "member.invitation_resent",
+        reason="expired" if automatic else "asked by an admin",
+        resend=member.invitation_resends if automatic else None,
+    )
+
+
+def expire_invitation(session: Session, member: Member) -> None:
+    """The last automatic re-send expired too: the member shows as 'invitation expired'."""
+    member.invitation_expired = True
+    member.invitation_nonce = None
+    member.updated_at = utcnow()
+    _member_event(
+        session, member, "system", "member.invitation_expired", resends=member.invitation_resends
+    )
+
+
+def accept(session: Session, member: Member, *, public_key: str | None) -> None:
+    """invited -> accepted, recording the account's public key (gateway.lifecycle.invitations
+    checks the link first)."""
+    if member.status != "invited":
+        raise InvalidTransition(f"{member.email} is {member.status}; only invited members accept")
+    now = utcnow()
+    member.status = "accepted"
+    member.accepted_at = member.updated_at = now
+    member.public_key = public_key or None
+    member.invitation_nonce = None
+    member.invitation_expires_at = None
+    member.invitation_expired = False
+    _member_event(
+        session, member, f"member:{member.id}", "member.accepted", public_key=bool(public_key)
+    )
+
+
+def confirm(session: Session, member: Member, actor: str, *, rule: str | None = None) -> None:
+    """accepted -> confirmed, by an admin or by the auto-confirm rule named `rule`."""
+    if member.status != "accepted":
+        raise InvalidTransition(
+            f"{member.email} is {member.status}; only members who accepted their invitation "
+            "are confirmed"
+        )
+    now = utcnow()
+    member.status = "confirmed"
+    member.confirmed_at = member.updated_at = now
+    member.confirmed_by = f"rule:{rule}" if rule else actor
+    _member_event(session, member, actor, "member.confirmed", rule=rule)
 
 
 def revoke(
@@ -183,7 +268,7 @@ def revoke(
     """Any status -> revoked; groups and collection access stay for a later restore."""
     if member.status == "revoked":
         raise InvalidTransition(f"{member.email} is revoked already")
-    if seats is not None and member.status in SEAT_STATUSES:
+    if seats is not None and member.status in orgs.SEAT_STATUSES:
         seats.free()
     member.status_before_revoke = member.status
     member.status = "revoked"
@@ -201,7 +286,7 @@ def restore(
     target = member.status_before_revoke or "staged"
     member.updated_at = utcnow()
     member.revoked_at = None
-    if target in SEAT_STATUSES:
+    if target in orgs.SEAT_STATUSES:
         seats = seats or Seats.load(session, org)
         if not seats.take(session, actor):
             # status_before_revoke stays: it is where the member goes once a seat frees up.
@@ -231,7 +316,39 @@ def remove(
     seats: Seats | None = None,
 ) -> None:
     """Delete the member with its group memberships."""
-    if seats is not None and member.status in SEAT_STATUSES:
+    if seats is not None and member.status in orgs.SEAT_STATUSES:
         seats.free()
     _member_event(session, member, actor, "member.removed", reason=reason, status=member.status)
     session.delete(member)
+
+
+def release_seats(
+    session: Session, org: Organization, actor: str = "system", *, seats: Seats | None = None
+) -> list[Member]:
+    """Give free seats to members waiting for one, oldest first: a new member is invited, a
+    restored one returns to the status it had. Returns those who got a seat."""
+    seats = seats or Seats.load(session, org)
+    admitted: list[Member] = []
+    waiting = session.scalars(
+        select(Member)
+        .where(Member.org_id == org.id, Member.waiting_for_seat.is_(True))
+        .order_by(Member.created_at, Member.id)
+    )
+    for member in waiting:
+        if member.status != "staged":  # revoked meanwhile: it no longer waits
+            member.waiting_for_seat = False
+            continue
+        if not seats.available():
+            break
+        target = member.status_before_revoke
+        if target:
+            seats.take(session, actor)
+            member.status = target
+            member.status_before_revoke = None
+            member.waiting_for_seat = False
+            member.updated_at = utcnow()
+            _member_event(session, member, actor, "member.restored", status=target)
+        else:
+            invite(session, org, member, actor, seats=seats)
+        admitted.append(member)
+    return admitted

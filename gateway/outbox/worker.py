@@ -88,8 +88,11 @@ def run_forever(db: Database, config: Config, stop: threading.Event) -> None:
 
 def load_handlers() -> None:
     """Bring in the modules that register handlers, and the periodic duties."""
-    import gateway.admin.invitations  # noqa: F401  (registers the admin_invitation handler)
+    import gateway.admin.invitations
+    import gateway.outbox.webhooks  # noqa: F401  (registers the webhook handler)
     from connectors.ldap.schedule import run_due_connectors
+    from gateway.lifecycle.invitations import release_waiting_seats, resend_expired
 
-    if run_due_connectors not in DUTIES:
-        DUTIES.append(run_due_connectors)
+    for duty in (run_due_connectors, release_waiting_seats, resend_expired):
+        if duty not in DUTIES:
+            DUTIES.append(duty)

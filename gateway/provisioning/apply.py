@@ -9,6 +9,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway import lifecycle
+from gateway.events import record_events
 from gateway.provisioning import guard
 from gateway.provisioning.plan import (
     AddMembership,
@@ -33,7 +34,6 @@ from gateway.provisioning.plan import (
 from gateway.store.models import (
     Collection,
     DirectoryGroupDigest,
-    Event,
     Group,
     GroupCollectionAccess,
     HeldChange,
@@ -92,8 +92,7 @@ class _Applier:
         )
 
     def flush_events(self) -> None:
-        for i in range(0, len(self.events), 2000):
-            self.session.execute(insert(Event), self.events[i : i + 2000])
+        record_events(self.session, self.events)  # with their webhook messages
         self.events = []
 
     def load_members(self, changes: list[Change]) -> None:

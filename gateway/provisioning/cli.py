@@ -18,6 +18,7 @@ from gateway.cli_context import (
     print_table,
 )
 from gateway.errors import InvalidInput
+from gateway.events import record_event
 from gateway.provisioning.plan import Plan
 from mappings import MappingError, dump_mapping
 from mappings.schema import DEFAULT_TEXT
@@ -187,7 +188,6 @@ def mapping_settings(
     """Show or change the organization's provisioning settings."""
     from gateway.orgs import find_org
     from gateway.provisioning.settings import update_settings
-    from gateway.store.models import Event
 
     with ctx.current_db().transaction() as session:
         org = find_org(session, org_key)
@@ -199,15 +199,14 @@ def mapping_settings(
         }
         settings = update_settings(org, **changes)
         if any(v is not None for v in changes.values()):
-            session.add(
-                Event(
-                    org_id=org.id,
-                    actor=ADMIN,
-                    type="provisioning.settings_changed",
-                    target_type="organization",
-                    target_id=org.id,
-                    detail={k: v for k, v in changes.items() if v is not None},
-                )
+            record_event(
+                session,
+                org_id=org.id,
+                actor=ADMIN,
+                type="provisioning.settings_changed",
+                target_type="organization",
+                target_id=org.id,
+                detail={k: v for k, v in changes.items() if v is not None},
             )
     if as_json:
         print_json(settings.__dict__)

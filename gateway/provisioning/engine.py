@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper, Session, object_session
 
 from gateway.errors import NotFound
+from gateway.events import record_event
 from gateway.orgs import find_org
 from gateway.provisioning import guard
 from gateway.provisioning.apply import ApplyResult, apply
@@ -26,7 +27,6 @@ from gateway.store.models import (
     DirectoryGroup,
     DirectoryGroupMember,
     DirectoryUser,
-    Event,
     Member,
     Organization,
 )
@@ -117,15 +117,14 @@ def set_mapping(
     if not apply_now:
         return MappingOutcome(plan, None)
     store_mapping(session, org.id, text, actor)
-    session.add(
-        Event(
-            org_id=org.id,
-            actor=actor,
-            type="mapping.set",
-            target_type="organization",
-            target_id=org.id,
-            detail={"changes": plan.counts()},
-        )
+    record_event(
+        session,
+        org_id=org.id,
+        actor=actor,
+        type="mapping.set",
+        target_type="organization",
+        target_id=org.id,
+        detail={"changes": plan.counts()},
     )
     return MappingOutcome(plan, apply(session, org, plan, actor))
 

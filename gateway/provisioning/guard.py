@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.errors import Conflict, NotFound
+from gateway.events import record_event
 from gateway.provisioning.plan import DEPROVISIONING, Change, Plan, change_from_json
 from gateway.provisioning.settings import OrgSettings
 from gateway.store.models import Event, HeldChange, Member, Organization, utcnow
@@ -92,19 +93,18 @@ def hold(
     ]
     session.add_all(rows)
     session.flush()
-    session.add(
-        Event(
-            org_id=org.id,
-            actor=actor,
-            type="provisioning.deprovisioning_held",
-            target_type="organization",
-            target_id=org.id,
-            detail={
-                "reason": reason,
-                "held": [r.id for r in rows],
-                "members": [c.email for c in changes],
-            },  # type: ignore[attr-defined]
-        )
+    record_event(
+        session,
+        org_id=org.id,
+        actor=actor,
+        type="provisioning.deprovisioning_held",
+        target_type="organization",
+        target_id=org.id,
+        detail={
+            "reason": reason,
+            "held": [r.id for r in rows],
+            "members": [c.email for c in changes],  # type: ignore[attr-defined]
+        },
     )
     return rows
 
@@ -131,15 +131,14 @@ def decide(
     held.status = status
     held.decided_at = utcnow()
     held.decided_by = actor
-    session.add(
-        Event(
-            org_id=held.org_id,
-            actor=actor,
-            type=f"provisioning.held_{status}",
-            target_type="member",
-            target_id=held.member_id,
-            detail={"held_id": held.id, "change": held.change, **({"note": note} if note else {})},
-        )
+    record_event(
+        session,
+        org_id=held.org_id,
+        actor=actor,
+        type=f"provisioning.held_{status}",
+        target_type="member",
+        target_id=held.member_id,
+        detail={"held_id": held.id, "change": held.change, **({"note": note} if note else {})},
     )
 
 

@@ -207,6 +207,8 @@ class Member(Base):
         Index("uq_members_external_id", "org_id", "external_id", unique=True),
         Index("ix_members_status", "org_id", "status"),
         Index("ix_members_directory_user_id", "directory_user_id"),
+        Index("ix_members_waiting", "waiting_for_seat", "org_id"),
+        Index("ix_members_invitation_expiry", "status", "invitation_expires_at"),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
@@ -230,6 +232,16 @@ class Member(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Invitations (revision 0003). The nonce is in the signed link: a new invitation replaces it
+    # and accepting clears it, so every link works once and only the latest one works.
+    invitation_nonce: Mapped[str | None] = mapped_column(String(32))
+    # Set when the mail is handed over, so a day of SMTP outage does not eat the link's lifetime.
+    invitation_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    invitation_resends: Mapped[int] = mapped_column(Integer, default=0)
+    # The automatic re-sends are used up and the last link expired: an admin has to resend.
+    invitation_expired: Mapped[bool] = mapped_column(Boolean, default=False)
+    # admin:<id>, or rule:<name> for an automatic confirmation.
+    confirmed_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class Group(Base):
@@ -485,3 +497,23 @@ class HeldChange(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     decided_by: Mapped[str | None] = mapped_column(String(200))
+
+
+# --- lifecycle (revision 0003) ------------------------------------------------------------------
+
+
+class WebhookEndpoint(Base):
+    """Where an organization's events are POSTed. The signing secret is kept encrypted (Fernet,
+    key derived from GATEWAY_SECRET_KEY): the worker needs it back to sign, so no hash here."""
+
+    __tablename__ = "webhook_endpoints"
+    __table_args__ = (Index("ix_webhook_endpoints_org", "org_id"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2000))
+    # Event types or prefixes ("member.*"); empty means every event.
+    events: Mapped[list] = mapped_column(JsonDoc, default=list)
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))

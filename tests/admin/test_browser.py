@@ -1,12 +1,15 @@
 """The console in a real browser (Playwright driving Debian's Chromium, one browser per session):
 sign in, approve a held deprovision, read a mapping's Plan and apply it, rotate a SCIM token,
-export the event log, confirm a queued member; screenshots of the main pages are saved under
-tests/admin/screenshots/."""
+export the event log, accept an invitation and confirm the member; screenshots of the main pages
+are saved under tests/admin/screenshots/."""
 
 from __future__ import annotations
 
 import csv
+import email
+import email.policy
 import io
+import re
 import threading
 from pathlib import Path
 
@@ -220,17 +223,39 @@ def test_console_journey_in_a_browser(page, database, live_console, tmp_path):
     page.wait_for_url("**/console/login")
 
 
-def test_confirming_a_queued_member_in_a_browser(page, database, live_console):
-    from gateway.admin.members import ACTIONS
+def test_an_invited_member_accepts_and_an_admin_confirms_in_a_browser(page, database, live_console):
+    """The whole invitation: the worker writes the mail, the member opens its link and accepts
+    with a public key, the admin compares the fingerprint phrase in the queue and confirms."""
+    from gateway.outbox.worker import load_handlers, run_round
 
-    if "confirm" not in ACTIONS:
-        pytest.skip("gateway.lifecycle has no confirm transition yet, so the console offers none")
+    app, url = live_console
+    config = app.extensions["scimgate"].config
     make_admin(database, "ops@msp.example")
     scim = organization(database, live_console)
     scim_user(scim, "bob@acme.example")
-    accepted(database, scim.org_id, "bob@acme.example")
+    load_handlers()
+    run_round(database, config)  # no SMTP configured: the mail is an .eml file
+    (eml,) = (config.data_dir / "mail").glob("*.eml")
+    mail = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    text = mail.get_body(preferencelist=("plain",)).get_content()
+    link = re.search(r"http://\S+/invite/[A-Za-z0-9._-]+", text).group(0)
+    assert link.startswith(url)
+
+    page.goto(link)
+    assert "Join Acme" in page.inner_text("h1")
+    assert page.inner_text("#invite-email") == "bob@acme.example"
+    shot(page, "invitation")
+    page.fill("#public_key", "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAbrowser")
+    page.click("button:has-text('Accept the invitation')")
+    assert "You joined Acme" in page.inner_text("#accepted")
+    phrase = page.inner_text("#fingerprint")
+    page.goto(link)  # the link worked once
+    assert "used already" in page.inner_text("#invalid")
+
     sign_in(page, "ops@msp.example")
     page.goto(f"/console/orgs/{scim.org_id}/confirmations")
+    assert phrase in page.inner_text("#confirmations")
+    shot(page, "confirmations-queue")
     page.check("#confirmations input[type=checkbox]")
     page.click("button:has-text('Confirm selected')")
     assert "confirm: 1 done" in page.inner_text(".flash")
