@@ -214,7 +214,10 @@ class ScimService:
         resource = resources.normalize(body, rtype)
         resource.pop("members", None)
         model = self._model(rtype)
-        row = model(org_id=self.org_id, source=SOURCE, resource=resource)
+        now = utcnow()
+        row = model(
+            org_id=self.org_id, source=SOURCE, resource=resource, created_at=now, last_modified=now
+        )
         self._set_columns(row, resource)
         self._check_unique(rtype, row)
         self._flush_unique(rtype, row, add=True)
