@@ -42,7 +42,9 @@ def create_app(config: Config | None = None, *, database: Database | None = None
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=config.secret_key,
-        MAX_CONTENT_LENGTH=None,  # SCIM enforces its own limit with a SCIM error body
+        # Every body is bounded (a login form cannot fill the disk); SCIM checks its own, lower
+        # limit first so that it answers with a SCIM error body.
+        MAX_CONTENT_LENGTH=max(config.scim_max_payload, 256 * 1024) + 64 * 1024,
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
@@ -61,16 +63,19 @@ def create_app(config: Config | None = None, *, database: Database | None = None
     def _finish(response):  # type: ignore[no-untyped-def]
         response.headers["X-Request-Id"] = g.get("request_id", "-")
         duration = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        path = request.path
+        if request.url_rule is not None and "<token>" in request.url_rule.rule:
+            path = request.url_rule.rule  # invitation links are credentials
         # Path only: query strings carry filters with personal data, and headers carry tokens.
         log.info(
             "%s %s %s %.1fms",
             request.method,
-            request.path,
+            path,
             response.status_code,
             duration,
             extra={
                 "method": request.method,
-                "path": request.path,
+                "path": path,
                 "status": response.status_code,
                 "duration_ms": round(duration, 2),
                 "org_id": g.get("org_id"),

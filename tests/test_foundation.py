@@ -348,3 +348,11 @@ def client_request_id_is_kept(scim) -> bool:
 def test_redact_scrubs_tokens_and_bearer_values() -> None:
     line = "auth failed for Bearer abc.def and sgt_0123456789abcdef_SECRETsecret-_x"
     assert redact(line) == "auth failed for Bearer [redacted] and sgt_[redacted]"
+
+
+def test_invitation_links_are_not_written_to_the_access_log(client, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    client.get("/invite/.eJwSECRETtokenvalue.Signature")
+    logged = "\n".join(JsonFormatter().format(r) for r in caplog.records)
+    assert "SECRETtokenvalue" not in logged
+    assert "/invite/<token>" in logged

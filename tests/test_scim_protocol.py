@@ -1562,3 +1562,76 @@ def test_removing_one_member_of_a_large_group_runs_a_constant_number_of_statemen
     assert len(on_large) <= 40, on_large
     large_view = scim.get(f"/Groups/{large['id']}?excludedAttributes=members").get_json()
     assert large_view["meta"]["version"] != large["meta"]["version"]
+
+
+def test_concurrent_group_creation_creates_every_org_group(app, scim) -> None:
+    """Eight IdP connections creating groups at once: every POST is a 201 and every directory
+    group has its org group (two reconciles must not both create the same org group)."""
+    import threading
+
+    from sqlalchemy import func, select
+
+    from gateway.store.models import Group
+
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def post(i: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        for j in range(3):
+            response = client.post(
+                f"{scim.base}/Groups",
+                json={"schemas": [GROUP], "displayName": f"Team {i}-{j}"},
+                headers=scim.headers(),
+            )
+            statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [201] * 24
+    with gateway_db(app).read() as session:
+        count = session.scalar(select(func.count()).select_from(Group))
+    assert count == 24
+
+
+def gateway_db(app):
+    return app.extensions["scimgate"].db
+
+
+@pytest.mark.parametrize("bad", ["a\u0000b@x.test", "a\ud800@x.test"])
+def test_nul_or_unpaired_surrogate_is_invalid_value_and_writes_nothing(scim, bad) -> None:
+    import json as jsonlib
+
+    response = scim.client.post(
+        f"{scim.base}/Users",
+        data=jsonlib.dumps({"schemas": [USER], "userName": bad}),
+        content_type="application/scim+json",
+        headers=scim.headers(),
+    )
+    assert response.status_code == 400
+    assert response.get_json()["scimType"] == "invalidValue"
+    assert scim.get("/Users?count=0").get_json()["totalResults"] == 0
+
+
+def test_bulk_id_must_be_a_string_and_nothing_is_written(scim) -> None:
+    response = scim.post(
+        "/Bulk",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "Operations": [
+                {
+                    "method": "POST",
+                    "bulkId": {"x": 1},
+                    "path": "/Users",
+                    "data": {"schemas": [USER], "userName": "b@x.test"},
+                }
+            ],
+        },
+    )
+    assert response.status_code == 400
+    assert "bulkId must be a non-empty string" in response.get_json()["detail"]
+    assert scim.get("/Users?count=0").get_json()["totalResults"] == 0

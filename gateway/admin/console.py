@@ -587,7 +587,7 @@ def _event_filter(limit: int) -> events.EventFilter:
         target_id=request.args.get("target") or None,
         since=_date("since"),
         until=_date("until", end=True),
-        before_id=int(before) if before.isdigit() else None,
+        before_id=int(before) if before.isascii() and before.isdigit() else None,
         limit=limit,
     )
 

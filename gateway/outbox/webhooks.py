@@ -89,10 +89,24 @@ def send_webhook(db: Database, config: Config, message: OutboxMessage) -> None:
         TIMESTAMP_HEADER: timestamp,
         SIGNATURE_HEADER: signature(secret, timestamp, body),
     }
+    # requests' timeout bounds each socket wait, not the exchange: a receiver trickling its
+    # answer would hold the worker (and every other organization's mail) for ever. The answer
+    # is streamed, at most a few KB are read, and the whole exchange has a deadline.
+    deadline = time.monotonic() + 2 * TIMEOUT_SECONDS
     try:
-        response = requests.post(
-            url, data=body, headers=headers, timeout=TIMEOUT_SECONDS, allow_redirects=False
-        )
+        with requests.post(
+            url,
+            data=body,
+            headers=headers,
+            timeout=TIMEOUT_SECONDS,
+            allow_redirects=False,
+            stream=True,
+        ) as response:
+            read = 0
+            for chunk in response.iter_content(1024):
+                read += len(chunk)
+                if read >= 8192 or time.monotonic() > deadline:
+                    break
     except requests.RequestException as exc:
         raise WebhookRefused(f"{payload.get('url')}: {exc.__class__.__name__}") from None
     if not 200 <= response.status_code < 300:

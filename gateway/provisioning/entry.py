@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from gateway.store.models import Organization
 
 
 @dataclass
@@ -35,6 +38,17 @@ def directory_changed(session: Session, change: DirectoryChange) -> None:
     if not change:
         return
     from gateway.provisioning.engine import on_directory_change
+
+    if session.get_bind().dialect.name == "postgresql":
+        # One reconcile per organization at a time: two concurrent writes would each decide to
+        # create the same org group or take the same last seat. SQLite writers are already
+        # serialized by BEGIN IMMEDIATE. NO KEY UPDATE: rows being inserted hold KEY SHARE on
+        # the organization through their foreign key, and must not deadlock with this lock.
+        session.execute(
+            select(Organization.id)
+            .where(Organization.id == change.org_id)
+            .with_for_update(key_share=True)
+        )
 
     on_directory_change(session, change)
     for handler in list(_handlers):

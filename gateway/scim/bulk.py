@@ -6,6 +6,7 @@ Does: run the operations through the same ScimService as single requests. Does n
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ from gateway.scim.errors import InvalidSyntax, InvalidValue, NotFound, PayloadTo
 from gateway.scim.schema import RESOURCE_TYPES
 from gateway.store import Database
 
+log = logging.getLogger(__name__)
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
 _BULK_REF = re.compile(r"^bulkId:(.+)$")
@@ -60,6 +62,8 @@ def _check(body: Any, max_operations: int) -> list[dict]:
             raise InvalidValue(f'Operations[{i}].path must be a path such as "/Users"')
         if method == "POST" and not op.get("bulkId"):
             raise InvalidValue(f"Operations[{i}] is a POST and needs a bulkId")
+        if "bulkId" in op and not (isinstance(op["bulkId"], str) and op["bulkId"]):
+            raise InvalidValue(f"Operations[{i}].bulkId must be a non-empty string")
     return operations
 
 
@@ -139,6 +143,10 @@ def _run_one(
         outcome, location = db.run(work)
     except ScimError as exc:
         return _error_result(op, exc)
+    except Exception:
+        # This operation rolled back; earlier ones committed and the client must learn which.
+        log.exception("bulk operation failed")
+        return _error_result(op, ScimError("internal error", status=500))
     if method == "POST" and outcome is not None:
         ids[op["bulkId"]] = outcome.row.id
     result["location"] = location

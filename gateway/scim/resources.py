@@ -67,6 +67,9 @@ def _coerce_scalar(attr: Attribute, value: Any, where: str) -> Any:
         value = str(value)
     if not isinstance(value, str):
         raise InvalidValue(f"{where} must be a string")
+    if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+        # Neither database can store them (PostgreSQL refuses NUL, UTF-8 refuses surrogates).
+        raise InvalidValue(f"{where} contains a NUL character or an unpaired surrogate")
     if len(value) > MAX_STRING:
         raise InvalidValue(f"{where} is longer than {MAX_STRING} characters")
     return value

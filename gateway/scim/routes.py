@@ -71,6 +71,8 @@ def _not_allowed(exc: HTTPException) -> Response | HTTPException:
 
 @scim.errorhandler(Exception)
 def _unexpected(exc: Exception) -> Response:
+    if isinstance(exc, HTTPException) and exc.code:  # e.g. 413 from the body size limit
+        return _scim_error(ScimError(exc.description or exc.name, status=exc.code))
     log.exception("SCIM request failed")
     return scim_response(ScimError("internal error", status=500).body(), 500)
 

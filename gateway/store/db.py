@@ -39,7 +39,8 @@ def _unicode_lower(value: object) -> object:
 def make_engine(url: str, *, pool_size: int = 5, statement_timeout_ms: int = 0) -> Engine:
     if url.startswith("sqlite"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        # hide_parameters: error messages (and so logs) never carry request values.
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -73,6 +74,7 @@ def make_engine(url: str, *, pool_size: int = 5, statement_timeout_ms: int = 0) 
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
+        hide_parameters=True,
         pool_recycle=1800,
         connect_args={"options": options} if options else {},
     )
