@@ -50,6 +50,25 @@ def claim(
     return messages
 
 
+def renew(db: Database, message: OutboxMessage, lease: timedelta) -> bool:
+    """Extend our claim on `message` just before delivering it; False when the claim lapsed and
+    another worker may own it now (then we leave it alone: no second delivery from us)."""
+    until = utcnow() + lease
+    with db.transaction() as session:
+        owned = session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id == message.id,
+                OutboxMessage.status == "pending",
+                OutboxMessage.claimed_until == message.claimed_until,
+            )
+            .values(claimed_until=until)
+        ).rowcount
+    if owned:
+        message.claimed_until = until
+    return bool(owned)
+
+
 def settle_sent(db: Database, message_id: int) -> None:
     with db.transaction() as session:
         session.execute(

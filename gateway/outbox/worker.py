@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from gateway.config import Config
-from gateway.outbox.queue import claim, settle_failed, settle_sent
+from gateway.outbox.queue import claim, renew, settle_failed, settle_sent
 from gateway.store import Database
 from gateway.store.models import OutboxMessage
 
@@ -33,8 +33,13 @@ def handler(kind: str) -> Callable[[Handler], Handler]:
 
 def deliver_due(db: Database, config: Config, *, limit: int = 20) -> int:
     """Deliver one batch of due messages; return how many were attempted."""
-    messages = claim(db, limit=limit, lease=timedelta(seconds=config.outbox_lease_seconds))
+    lease = timedelta(seconds=config.outbox_lease_seconds)
+    messages = claim(db, limit=limit, lease=lease)
     for message in messages:
+        # A slow batch can outlive its lease; a message whose claim lapsed may be another
+        # worker's now, so this one is skipped rather than sent twice.
+        if not renew(db, message, lease):
+            continue
         fn = HANDLERS.get(message.kind)
         try:
             if fn is None:
