@@ -257,6 +257,27 @@ def confirm(session: Session, member: Member, actor: str, *, rule: str | None = 
     _member_event(session, member, actor, "member.confirmed", rule=rule)
 
 
+def _keep_last_owner(session: Session, member: Member, what: str) -> None:
+    """An organization always keeps a confirmed owner, whoever asks (engine, console, API)."""
+    if member.role != "owner" or member.status != "confirmed":
+        return
+    others = session.scalar(
+        select(func.count())
+        .select_from(Member)
+        .where(
+            Member.org_id == member.org_id,
+            Member.role == "owner",
+            Member.status == "confirmed",
+            Member.id != member.id,
+        )
+    )
+    if not others:
+        raise InvalidTransition(
+            f"{member.email} is the last confirmed owner and cannot be {what}; "
+            "confirm another owner first"
+        )
+
+
 def revoke(
     session: Session,
     member: Member,
@@ -268,6 +289,7 @@ def revoke(
     """Any status -> revoked; groups and collection access stay for a later restore."""
     if member.status == "revoked":
         raise InvalidTransition(f"{member.email} is revoked already")
+    _keep_last_owner(session, member, "revoked")
     if seats is not None and member.status in orgs.SEAT_STATUSES:
         seats.free()
     member.status_before_revoke = member.status
@@ -316,6 +338,7 @@ def remove(
     seats: Seats | None = None,
 ) -> None:
     """Delete the member with its group memberships."""
+    _keep_last_owner(session, member, "removed")
     if seats is not None and member.status in orgs.SEAT_STATUSES:
         seats.free()
     _member_event(session, member, actor, "member.removed", reason=reason, status=member.status)

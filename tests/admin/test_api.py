@@ -147,3 +147,26 @@ def test_schemathesis_finds_no_server_errors(admin_app, api_headers, scim):
     assert not errors, errors
     # The key works: schemathesis got past authentication into the operations themselves.
     assert {"GET /orgs", "GET /orgs/{org_id}/members", "POST /orgs"} <= succeeded, succeeded
+
+
+def test_api_cannot_revoke_or_remove_the_last_confirmed_owner(admin_client, database, scim):
+    from sqlalchemy import select
+
+    from gateway.store.models import Member
+
+    key = api_key(database, make_admin(database, "ops@msp.example"))
+    scim_user(scim, "own@acme.example")
+    with database.transaction() as session:
+        owner = session.scalar(select(Member).where(Member.email_lower == "own@acme.example"))
+        owner.role, owner.status = "owner", "confirmed"
+        owner_id = owner.id
+    for action in ("revoke", "remove"):
+        report = admin_client.post(
+            f"/api/v1/orgs/{scim.org_id}/members/actions",
+            json={"action": action, "member_ids": [owner_id]},
+            headers=bearer(key),
+        ).json
+        assert report["done"] == []
+        assert "last confirmed owner" in report["skipped"][0]["reason"]
+    with database.read() as session:
+        assert session.get(Member, owner_id).status == "confirmed"
