@@ -246,3 +246,46 @@ def test_staged_mode_provisions_without_inviting_until_an_admin_invites(
     every = cli(database, tmp_path, "members", "invite", "--org", "Acme", "--all")
     assert every.output.strip() == "invite: 1 done"
     assert member(database, "bob@acme.example").status == "invited"
+
+
+def test_changing_an_invited_members_email_sends_a_new_link_and_voids_the_old(scim, database):
+    from sqlalchemy import select
+
+    from gateway.store.models import Member, OutboxMessage
+
+    created = scim.post(
+        "/Users",
+        json={
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "jon@other.example",
+            "emails": [{"value": "jon@other.example", "primary": True}],
+        },
+    ).get_json()
+    with database.read() as session:
+        before = session.scalar(select(Member)).invitation_nonce
+    response = scim.patch(
+        f"/Users/{created['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [
+                {"op": "replace", "path": "userName", "value": "john@acme.example"},
+                {
+                    "op": "replace",
+                    "path": "emails",
+                    "value": [{"value": "john@acme.example", "primary": True}],
+                },
+            ],
+        },
+    )
+    assert response.status_code == 200
+    with database.read() as session:
+        member = session.scalar(select(Member))
+        sent_to = [
+            m.payload["email"]
+            for m in session.scalars(
+                select(OutboxMessage).where(OutboxMessage.kind == "invitation")
+            )
+        ]
+    assert member.email == "john@acme.example" and member.status == "invited"
+    assert member.invitation_nonce != before
+    assert sent_to == ["jon@other.example", "john@acme.example"]

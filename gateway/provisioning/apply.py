@@ -160,6 +160,9 @@ class _Applier:
             # Unique per organization: write now, in Plan order, so a freed value is free.
             self.session.flush()
         self.event("member.updated", "member", member.id, email=member.email, changes=detail)
+        if "email" in detail and member.status == "invited":
+            # The link went to the old address: whoever holds it must not accept for this member.
+            lifecycle.resend_invitation(self.session, self.org, member, self.actor)
 
     def restore_member(self, c: RestoreMember) -> None:
         lifecycle.restore(
