@@ -116,16 +116,22 @@ class ScimService:
             descending = query.sort_order.lower() == "descending"
             order.append(column.desc() if descending else column.asc())
         order += [model.created_at, model.id]
-        total = self.session.scalar(select(func.count()).select_from(model).where(condition)) or 0
         start = max(query.start_index, 1)
         count = self.default_count if query.count is None else max(query.count, 0)
         count = min(count, self.max_results)
         rows: list = []
-        if count > 0 and total >= start:
+        total: int | None = None
+        if count > 0:
             rows = list(
                 self.session.scalars(
                     select(model).where(condition).order_by(*order).offset(start - 1).limit(count)
                 )
+            )
+            if start == 1 and len(rows) < count:
+                total = len(rows)  # the first page holds everything: no COUNT needed
+        if total is None:
+            total = (
+                self.session.scalar(select(func.count()).select_from(model).where(condition)) or 0
             )
         return {
             "schemas": [LIST_SCHEMA],
