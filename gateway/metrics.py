@@ -21,10 +21,10 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import column, func, inspect, select, table
+from sqlalchemy import func, select
 
 from gateway.store import Database
-from gateway.store.models import OutboxMessage, SyncRun
+from gateway.store.models import HeldChange, OutboxMessage, SyncRun
 
 REQUESTS = Counter(
     "scimgate_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
@@ -73,18 +73,18 @@ class DatabaseCollector:
                     select(SyncRun.status, func.count()).group_by(SyncRun.status)
                 ):
                     runs.add_metric([status], n)
-                held.add_metric([], self._held(session))
+                held.add_metric(
+                    [],
+                    session.scalar(
+                        select(func.count())
+                        .select_from(HeldChange)
+                        .where(HeldChange.status == "pending")
+                    )
+                    or 0,
+                )
         except Exception:  # a scrape must not fail because the database is away
             return
         yield from (backlog, runs, held)
-
-    @staticmethod
-    def _held(session) -> int:  # type: ignore[no-untyped-def]
-        if "held_changes" not in inspect(session.connection()).get_table_names():
-            return 0
-        held = table("held_changes", column("status"))
-        query = select(func.count()).select_from(held).where(held.c.status == "held")
-        return session.scalar(query) or 0
 
 
 def register(app: Flask, db: Database) -> None:

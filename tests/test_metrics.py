@@ -52,3 +52,25 @@ def test_metrics_show_outbox_backlog_and_sync_runs(scim, client, database) -> No
     found = samples(client)
     assert found[("scimgate_outbox_messages", (("kind", "invitation"), ("status", "pending")))] == 2
     assert found[("scimgate_sync_runs", (("status", "failed"),))] == 1
+
+
+def test_metrics_count_held_deprovisionings_waiting_for_a_decision(scim, client, database) -> None:
+    from gateway.store.models import HeldChange, Member
+
+    with database.transaction() as session:
+        member = Member(org_id=scim.org_id, email="a@x.test", email_lower="a@x.test")
+        session.add(member)
+        session.flush()
+        for status in ("pending", "pending", "approved", "dropped"):
+            session.add(
+                HeldChange(
+                    org_id=scim.org_id,
+                    member_id=member.id,
+                    status=status,
+                    kind="member.revoke",
+                    change={"kind": "member.revoke"},
+                    reason="over the guard's limit",
+                    actor="scim",
+                )
+            )
+    assert samples(client)[("scimgate_held_deprovisions", ())] == 2
