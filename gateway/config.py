@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -250,7 +250,6 @@ class Config:
     outbox_max_attempts: int = 8
     worker_poll_seconds: int = 2
     outbox_lease_seconds: int = 120
-    extra: dict = field(default_factory=dict)
 
     @property
     def is_sqlite(self) -> bool:

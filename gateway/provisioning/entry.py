@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -29,12 +28,8 @@ class DirectoryChange:
         )
 
 
-# Observers called after the engine, in order (tests use them to watch changes go by).
-_handlers: list[Callable[[Session, DirectoryChange], None]] = []
-
-
 def directory_changed(session: Session, change: DirectoryChange) -> None:
-    """Run the incremental reconcile for `change` in the caller's transaction, then observers."""
+    """Run the incremental reconcile for `change` in the caller's transaction."""
     if not change:
         return
     from gateway.provisioning.engine import on_directory_change
@@ -51,5 +46,3 @@ def directory_changed(session: Session, change: DirectoryChange) -> None:
         )
 
     on_directory_change(session, change)
-    for handler in list(_handlers):
-        handler(session, change)

@@ -237,8 +237,8 @@ def parse_attribute_list(raw: str | list[str] | None) -> list[str]:
 
 
 def _path_parts(path: str, resource_type: ResourceType) -> tuple[str | None, str, str | None]:
-    """(extension URN or None, top-level attribute, sub-attribute) in canonical spelling, or
-    raise InvalidValue... unknown names are tolerated and match nothing."""
+    """(extension URN or None, top-level attribute, sub-attribute) in canonical spelling; names
+    the schema does not know are kept as given (they then match nothing)."""
     lpath = path.lower()
     for ext in resource_type.extensions:
         lid = ext.id.lower()
