@@ -10,7 +10,9 @@ POST and PATCH. Prints median and p99 per operation and database.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import random
 import statistics
 import tempfile
@@ -19,13 +21,13 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import create_engine, insert, text, update
 
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.orgs import create_org
 from gateway.store import Database
-from gateway.store.models import DirectoryUser
+from gateway.store.models import DirectoryUser, Member, Organization
 from gateway.tokens import issue_token
 
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -33,13 +35,32 @@ PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def seed(db: Database, org_id: str, n: int) -> list[str]:
+    """n users as SCIM wrote them, each already a confirmed member (a provisioned organization:
+    the seat count and identity lookups of every write run over all of them)."""
     ids = []
     now = datetime.now(UTC)
     batch = []
+    members = []
     for i in range(n):
         uid = str(uuid.uuid4())
         ids.append(uid)
         user_name = f"user{i:06d}@bench.example"
+        members.append(
+            {
+                "id": str(uuid.uuid4()),
+                "org_id": org_id,
+                "email": user_name,
+                "email_lower": user_name,
+                "name": f"User {i}",
+                "external_id": f"ext-{i}",
+                "role": "user",
+                "status": "confirmed",
+                "directory_user_id": uid,
+                "source": "scim",
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
         batch.append(
             {
                 "id": uid,
@@ -64,13 +85,15 @@ def seed(db: Database, org_id: str, n: int) -> list[str]:
                 "last_modified": now,
             }
         )
-        if len(batch) == 5000:
+        if len(batch) == 5000 or i == n - 1:
             with db.transaction() as session:
                 session.execute(insert(DirectoryUser), batch)
-            batch = []
-    if batch:
-        with db.transaction() as session:
-            session.execute(insert(DirectoryUser), batch)
+                session.execute(insert(Member), members)
+            batch, members = [], []
+    with db.transaction() as session:
+        session.execute(
+            update(Organization).where(Organization.id == org_id).values(seats=n, seats_used=n)
+        )
     return ids
 
 
@@ -84,7 +107,9 @@ def timed(fn, repeat: int) -> tuple[float, float]:
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
 
 
-def run(kind: str, n: int, repeat: int) -> list[tuple[str, str, float, float]]:
+def run(
+    kind: str, n: int, repeat: int, profile: str | None = None
+) -> list[tuple[str, str, float, float]]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-scim-"))
     admin = None
     if kind == "sqlite":
@@ -167,7 +192,14 @@ def run(kind: str, n: int, repeat: int) -> list[tuple[str, str, float, float]]:
         ("PATCH /Users/{id}", patch),
     ]:
         fn(0)  # warm-up
-        median, p99 = timed(fn, repeat)
+        if profile and profile.lower() in label.lower():
+            profiler = cProfile.Profile()
+            profiler.enable()
+            median, p99 = timed(fn, repeat)
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        else:
+            median, p99 = timed(fn, repeat)
         results.append((kind, label, median, p99))
     print(f"# {kind}: seeded {n} users in {seeded:.1f}s", flush=True)
     db.dispose()
@@ -183,10 +215,11 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=300)
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--profile", help="profile the operation whose label contains this")
     args = parser.parse_args()
     rows = []
     for kind in args.databases.split(","):
-        rows += run(kind.strip(), args.users, args.repeat)
+        rows += run(kind.strip(), args.users, args.repeat, args.profile)
     print(
         f"\n{args.users} users, {args.repeat} requests per operation, "
         "in-process (Flask test client)"

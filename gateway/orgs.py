@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.events import record_event
-from gateway.store.models import ORG_PLANS, Member, Organization
+from gateway.store.models import ORG_PLANS, Organization
 
-# Statuses that occupy a seat (design.md: used seats count invited, accepted and confirmed).
-SEAT_STATUSES = ("invited", "accepted", "confirmed")
+# The statuses that occupy a seat (design.md: invited, accepted and confirmed).
+from gateway.store.seat_count import SEAT_STATUSES as SEAT_STATUSES
 
 
 @dataclass(frozen=True)
@@ -92,15 +92,5 @@ def find_org(session: Session, id_or_name: str) -> Organization:
 
 
 def list_orgs(session: Session) -> list[tuple[Organization, SeatFigures]]:
-    used = (
-        select(Member.org_id, func.count().label("used"))
-        .where(Member.status.in_(SEAT_STATUSES))
-        .group_by(Member.org_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(Organization, func.coalesce(used.c.used, 0))
-        .outerjoin(used, used.c.org_id == Organization.id)
-        .order_by(Organization.name_lower)
-    ).all()
-    return [(org, SeatFigures(org.seats, int(n))) for org, n in rows]
+    orgs = session.scalars(select(Organization).order_by(Organization.name_lower))
+    return [(org, SeatFigures(org.seats, org.seats_used)) for org in orgs]

@@ -13,6 +13,7 @@ from gateway import orgs
 from gateway.errors import InvalidTransition
 from gateway.events import record_event
 from gateway.store.models import Member, Organization, OutboxMessage, new_id, utcnow
+from gateway.store.seat_count import used_seats
 
 
 class Seats:
@@ -25,12 +26,7 @@ class Seats:
 
     @classmethod
     def load(cls, session: Session, org: Organization) -> Seats:
-        used = session.scalar(
-            select(func.count())
-            .select_from(Member)
-            .where(Member.org_id == org.id, Member.status.in_(orgs.SEAT_STATUSES))
-        )
-        return cls(org, int(used or 0))
+        return cls(org, used_seats(session, org.id))
 
     def take(self, session: Session, actor: str) -> bool:
         """Use one seat, growing the assigned seats up to the limit; False when none is left."""

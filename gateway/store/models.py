@@ -103,6 +103,9 @@ class Organization(Base):
     # Seats the provider has assigned to this client; grows up to seat_limit when members arrive.
     seats: Mapped[int] = mapped_column(Integer, default=0)
     seat_limit: Mapped[int | None] = mapped_column(Integer)
+    # Members in a seat status, kept by gateway.store.seat_count at every commit (read it with
+    # seat_count.used_seats, which adds this transaction's own changes).
+    seats_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     billing_email: Mapped[str | None] = mapped_column(String(320))
     owner_email: Mapped[str | None] = mapped_column(String(320))
     settings: Mapped[dict] = mapped_column(JsonDoc, default=dict)
@@ -207,6 +210,8 @@ class Member(Base):
         Index("uq_members_external_id", "org_id", "external_id", unique=True),
         Index("ix_members_status", "org_id", "status"),
         Index("ix_members_directory_user_id", "directory_user_id"),
+        Index("ix_members_org_directory_user", "org_id", "directory_user_id"),
+        Index("ix_members_role", "org_id", "role", "status"),
         Index("ix_members_waiting", "waiting_for_seat", "org_id"),
         Index("ix_members_invitation_expiry", "status", "invitation_expires_at"),
     )
