@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
+import secrets
+import threading
 import time
-import uuid
 from dataclasses import dataclass
 
 from flask import Flask, current_app, g, jsonify, redirect, request, url_for
@@ -14,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from gateway.config import Config
 from gateway.logs import configure_logging
 from gateway.store import Database, SchemaState
+from gateway.tokens import TokenCache, token_cache
 
 log = logging.getLogger("gateway.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -25,6 +29,19 @@ class Gateway:
 
     config: Config
     db: Database
+    tokens: TokenCache
+
+
+_ids = threading.local()
+
+
+def _new_request_id() -> str:
+    """32 hex digits, unique without a system call per request: 64 random bits drawn once per
+    process and thread (after a fork too), then a counter."""
+    state = getattr(_ids, "state", None)
+    if state is None or state[0] != os.getpid():
+        state = _ids.state = (os.getpid(), secrets.token_hex(8), itertools.count())
+    return f"{state[1]}{next(state[2]):016x}"
 
 
 def gateway() -> Gateway:
@@ -48,7 +65,7 @@ def create_app(config: Config | None = None, *, database: Database | None = None
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
-    app.extensions["scimgate"] = Gateway(config, db)
+    app.extensions["scimgate"] = Gateway(config, db, token_cache(config.token_cache_seconds))
     if config.trust_proxy:
         n = config.trust_proxy
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)  # type: ignore[method-assign]
@@ -56,7 +73,7 @@ def create_app(config: Config | None = None, *, database: Database | None = None
     @app.before_request
     def _start() -> None:
         incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else _new_request_id()
         g.started = time.perf_counter()
 
     @app.after_request

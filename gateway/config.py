@@ -159,6 +159,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest SCIM request body in bytes (`bulk.maxPayloadSize`); larger bodies get 413.",
     ),
     Setting(
+        "GATEWAY_TOKEN_CACHE_SECONDS",
+        _non_negative_int,
+        "5",
+        "How long a web process trusts a SCIM token it has checked before asking the database "
+        "again (0: every request). A token revoked in another process stops working within "
+        "this time; in the same process at once.",
+    ),
+    Setting(
         "GATEWAY_SCIM_BULK_MAX_OPERATIONS",
         _positive_int,
         "1000",
@@ -250,6 +258,7 @@ class Config:
     outbox_max_attempts: int = 8
     worker_poll_seconds: int = 2
     outbox_lease_seconds: int = 120
+    token_cache_seconds: int = 5
 
     @property
     def is_sqlite(self) -> bool:

@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+import weakref
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from gateway.errors import NotFound, Unauthorized
@@ -94,6 +97,60 @@ def touch_token(session: Session, token_id: str) -> None:
     session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
 
 
+class TokenCache:
+    """Tokens this process checked against the database in the last `ttl` seconds, keyed by the
+    SHA-256 of the whole token (the raw token is not kept), so most requests skip the lookup.
+    Revoking a token in this process drops it at once (`forget_all`); another process's cache
+    keeps it for at most `ttl` seconds. A `ttl` of 0 turns the cache off."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[str, str | None, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, raw: str) -> tuple[str, str | None] | None:
+        """(token id, org id) of a token checked recently, else None."""
+        if not self.ttl:
+            return None
+        entry = self._entries.get(_digest(raw.strip()))
+        if entry is None or entry[2] < time.monotonic():
+            return None
+        return entry[0], entry[1]
+
+    def put(self, raw: str, token: ApiToken) -> None:
+        if not self.ttl:
+            return
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()  # many distinct live tokens: start over, stay bounded
+            self._entries[_digest(raw.strip())] = (
+                token.id,
+                token.org_id,
+                time.monotonic() + self.ttl,
+            )
+
+    def forget_all(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+# Every cache in this process, so a revocation here reaches all of them at once.
+_CACHES: weakref.WeakSet[TokenCache] = weakref.WeakSet()
+
+
+def token_cache(ttl: float) -> TokenCache:
+    cache = TokenCache(ttl)
+    _CACHES.add(cache)
+    return cache
+
+
+def _forget_everywhere(_session: Session) -> None:
+    for cache in list(_CACHES):
+        cache.forget_all()
+
+
 def list_tokens(
     session: Session, *, org: Organization | None = None, kind: str = "scim"
 ) -> list[ApiToken]:
@@ -109,6 +166,8 @@ def revoke_token(session: Session, token_id: str, *, actor: str = "system") -> A
         raise NotFound(f"no token with id {token_id!r} (see `scimgate token list`)")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
+        # Once the revocation commits (not before: a request meanwhile would cache it again).
+        event.listen(session, "after_commit", _forget_everywhere, once=True)
         record_event(
             session,
             org_id=token.org_id,

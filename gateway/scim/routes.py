@@ -92,20 +92,29 @@ def _authenticate() -> None:
     raw = header[7:].strip() if header[:7].lower() == "bearer " else header
     if not raw:
         raise Unauthorized("a bearer token is required: Authorization: Bearer <token>")
-    db = gateway().db
+    gw = gateway()
+    checked = gw.tokens.get(raw)
+    if checked is None:
+        checked = _check_token(gw, raw)
+    # A token of another organization gets the same answer as a wrong one: nothing about the
+    # organization in the URL is revealed.
+    if checked[1] != g.org_id:
+        raise Unauthorized("the bearer token is not valid")
+
+
+def _check_token(gw, raw: str) -> tuple[str, str | None]:  # type: ignore[no-untyped-def]
+    """Look the token up in the database (and note its use at most once a minute)."""
     try:
-        with db.read() as session:
+        with gw.db.read() as session:
             token = verify_token(session, raw, kind="scim")
             stale = needs_touch(token)
     except TokenRejected:
         raise Unauthorized("the bearer token is not valid") from None
-    # A token of another organization gets the same answer as a wrong one: nothing about the
-    # organization in the URL is revealed.
-    if token.org_id != g.org_id:
-        raise Unauthorized("the bearer token is not valid")
     if stale:
-        with db.transaction() as session:
+        with gw.db.transaction() as session:
             touch_token(session, token.id)
+    gw.tokens.put(raw, token)
+    return token.id, token.org_id
 
 
 # --- request helpers ----------------------------------------------------------------------------

@@ -61,10 +61,11 @@ def make_engine(url: str, *, pool_size: int = 5, statement_timeout_ms: int = 0) 
             # A writing transaction takes the write lock up front (IMMEDIATE), so two writers
             # queue on busy_timeout instead of one failing with "database is locked" half way
             # through; reads stay DEFERRED and run beside writers under WAL.
-            if conn.get_execution_options().get("read_only"):
-                conn.exec_driver_sql("BEGIN")
-            else:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # (Straight to the driver: this runs for every transaction.)
+            raw = conn.connection.driver_connection
+            raw.execute(
+                "BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE"
+            )
 
         return engine
 
