@@ -10,7 +10,12 @@ from urllib.parse import quote
 import pytest
 from test_provisioning_rules import another_org, create_group, create_user
 
-USERS = ["Ann@Acme.example", "ÄRNE@acme.example", 'quote"d@acme.example', "back\\slash@acme.example"]
+USERS = [
+    "Ann@Acme.example",
+    "ÄRNE@acme.example",
+    'quote"d@acme.example',
+    "back\\slash@acme.example",
+]
 
 
 def found(scim, endpoint: str, expression: str, **params) -> tuple[int, int, list[str]]:
