@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import random
 import statistics
@@ -197,7 +198,7 @@ def run(
             profiler.enable()
             median, p99 = timed(fn, repeat)
             profiler.disable()
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(int(os.environ.get("PROFILE_LINES", "45")))
         else:
             median, p99 = timed(fn, repeat)
         results.append((kind, label, median, p99))

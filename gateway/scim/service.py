@@ -160,6 +160,25 @@ class ScimService:
 
     def search(self, rtype: ResourceType, query: Query) -> dict[str, Any]:
         model = self._model(rtype)
+        start = max(query.start_index, 1)
+        count = self.default_count if query.count is None else max(query.count, 0)
+        count = min(count, self.max_results)
+        rows = self._unique_lookup(model, query) if start == 1 and count > 0 else None
+        if rows is not None:
+            total = len(rows)
+        else:
+            rows, total = self._page(rtype, query, start, count)
+        return {
+            "schemas": [LIST_SCHEMA],
+            "totalResults": total,
+            "startIndex": start,
+            "itemsPerPage": len(rows),
+            "Resources": self.represent(rows, rtype, query),
+        }
+
+    def _page(self, rtype: ResourceType, query: Query, start: int, count: int) -> tuple[list, int]:
+        """One page of a general search, and the number of matches."""
+        model = self._model(rtype)
         condition = self._scope(rtype)
         if query.filter:
             condition = condition & compile_filter(query.filter, rtype)
@@ -169,16 +188,8 @@ class ScimService:
             descending = query.sort_order.lower() == "descending"
             order.append(column.desc() if descending else column.asc())
         order += [model.created_at, model.id]
-        start = max(query.start_index, 1)
-        count = self.default_count if query.count is None else max(query.count, 0)
-        count = min(count, self.max_results)
         rows: list = []
-        total: int | None = None
-        lookup = self._unique_lookup(model, query) if start == 1 and count > 0 else None
-        if lookup is not None:
-            rows = lookup
-            total = len(rows)
-        elif count > 0:
+        if count > 0:
             rows = list(
                 self.session.execute(
                     _read_columns(model)
@@ -189,18 +200,9 @@ class ScimService:
                 )
             )
             if start == 1 and len(rows) < count:
-                total = len(rows)  # the first page holds everything: no COUNT needed
-        if total is None:
-            total = (
-                self.session.scalar(select(func.count()).select_from(model).where(condition)) or 0
-            )
-        return {
-            "schemas": [LIST_SCHEMA],
-            "totalResults": total,
-            "startIndex": start,
-            "itemsPerPage": len(rows),
-            "Resources": self.represent(rows, rtype, query),
-        }
+                return rows, len(rows)  # the first page holds everything: no COUNT needed
+        total = self.session.scalar(select(func.count()).select_from(model).where(condition))
+        return rows, total or 0
 
     def _unique_lookup(self, model, query: Query) -> list | None:  # type: ignore[no-untyped-def]
         """The matching rows of an `attribute eq "value"` filter on a unique attribute, or None
