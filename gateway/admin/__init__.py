@@ -13,7 +13,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Flask
+from flask import Flask, Request
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
+
+# Only the console keeps a login session; SCIM, the API, probes and metrics authenticate every
+# request by its own header and never read the cookie (so they skip decoding it).
+_SESSIONLESS = ("/scim/", "/api/", "/metrics", "/healthz", "/readyz")
+
+
+class _ConsoleSessions(SecureCookieSessionInterface):
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        if request.path.startswith(_SESSIONLESS):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
 
 
 def register(app: Flask) -> None:
@@ -30,5 +42,6 @@ def register(app: Flask) -> None:
         SESSION_COOKIE_SECURE=config.public_url.startswith("https://"),
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
     )
+    app.session_interface = _ConsoleSessions()
     app.register_blueprint(console)
     app.register_blueprint(api)
