@@ -1635,3 +1635,38 @@ def test_bulk_id_must_be_a_string_and_nothing_is_written(scim) -> None:
     assert response.status_code == 400
     assert "bulkId must be a non-empty string" in response.get_json()["detail"]
     assert scim.get("/Users?count=0").get_json()["totalResults"] == 0
+
+
+# --- a user's groups (readOnly, filled by the server) ----------------------------------------
+
+
+def test_a_user_reads_back_their_groups_on_every_kind_of_read(scim) -> None:
+    ann = scim.post("/Users", json={"schemas": [USER], "userName": "ann@acme.example"}).json["id"]
+    bob = scim.post("/Users", json={"schemas": [USER], "userName": "bob@acme.example"}).json["id"]
+    groups = {}
+    for name in ("beta", "Alpha", "gamma"):
+        body = {"schemas": [GROUP], "displayName": name, "members": [{"value": ann}]}
+        groups[name] = scim.post("/Groups", json=body).json["id"]
+    expected = [
+        {
+            "value": groups[name],
+            "$ref": f"https://scim.example.test{scim.base}/Groups/{groups[name]}",
+            "display": name,
+            "type": "direct",
+        }
+        for name in ("Alpha", "beta", "gamma")  # by displayName, any case
+    ]
+    by_name = {"filter": 'userName eq "ann@acme.example"'}
+    reads = [
+        scim.get(f"/Users/{ann}").json,
+        scim.get("/Users", query_string=by_name).json["Resources"][0],
+        scim.get("/Users", query_string={"filter": 'userName sw "ann"'}).json["Resources"][0],
+        next(r for r in scim.get("/Users").json["Resources"] if r["id"] == ann),
+    ]
+    for resource in reads:
+        assert resource["groups"] == expected
+    assert "groups" not in scim.get(f"/Users/{bob}").json  # no groups: no key
+    only = scim.get(f"/Users/{ann}", query_string={"attributes": "groups"}).json
+    assert only["groups"] == expected and "userName" not in only
+    without = scim.get(f"/Users/{ann}", query_string={"excludedAttributes": "groups"}).json
+    assert "groups" not in without and without["userName"] == "ann@acme.example"

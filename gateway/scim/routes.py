@@ -105,7 +105,7 @@ def _authenticate() -> None:
 def _check_token(gw, raw: str) -> tuple[str, str | None]:  # type: ignore[no-untyped-def]
     """Look the token up in the database (and note its use at most once a minute)."""
     try:
-        with gw.db.read() as session:
+        with gw.db.lookup() as session:
             token = verify_token(session, raw, kind="scim")
             stale = needs_touch(token)
     except TokenRejected:
@@ -250,7 +250,7 @@ def _list(items: list[dict]) -> dict:
 def list_resources(endpoint: str) -> Response:
     rtype = resource_type(endpoint)
     query = query_from(request.args)
-    with gateway().db.read() as session:
+    with gateway().db.lookup() as session:
         return scim_response(service(session).search(rtype, query))
 
 
@@ -277,7 +277,7 @@ def search_resources(endpoint: str) -> Response:
         if isinstance(params.get(key), list):
             params[key] = ",".join(str(v) for v in params[key])
     query = query_from(params)
-    with gateway().db.read() as session:
+    with gateway().db.lookup() as session:
         return scim_response(service(session).search(rtype, query))
 
 
@@ -295,7 +295,7 @@ def create_resource(endpoint: str) -> Response:
 def get_resource(endpoint: str, resource_id: str) -> Response:
     rtype = resource_type(endpoint)
     query = query_from(request.args)
-    with gateway().db.read() as session:
+    with gateway().db.lookup() as session:
         outcome = service(session).get(rtype, resource_id, query)
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match and outcome.etag in {t.strip() for t in if_none_match.split(",")}:

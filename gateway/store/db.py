@@ -115,9 +115,14 @@ class Database:
             url, pool_size=pool_size, statement_timeout_ms=statement_timeout_ms
         )
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.read_sessions = sessionmaker(
-            self.engine.execution_options(read_only=True), expire_on_commit=False
-        )
+        reading = self.engine.execution_options(read_only=True)
+        self.read_sessions = sessionmaker(reading, expire_on_commit=False)
+        if self.engine.dialect.name == "postgresql":
+            # No BEGIN/ROLLBACK round trips around a short read: under READ COMMITTED each
+            # statement sees its own snapshot inside a transaction too, so this changes nothing
+            # for them (streaming reads need a transaction: they use `read()`).
+            reading = reading.execution_options(isolation_level="AUTOCOMMIT")
+        self.lookup_sessions = sessionmaker(reading, expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -149,6 +154,13 @@ class Database:
     def read(self) -> Iterator[Session]:
         """A session for reading; on SQLite it does not take the write lock."""
         with self.read_sessions() as session:
+            yield session
+
+    @contextmanager
+    def lookup(self) -> Iterator[Session]:
+        """A session for a short read of a few statements that does not stream its results
+        (a SCIM GET): like `read()`, minus the transaction round trips on PostgreSQL."""
+        with self.lookup_sessions() as session:
             yield session
 
     # --- schema ---------------------------------------------------------------------------
