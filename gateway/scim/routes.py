@@ -105,7 +105,7 @@ def _authenticate() -> None:
 def _check_token(gw, raw: str) -> tuple[str, str | None]:  # type: ignore[no-untyped-def]
     """Look the token up in the database (and note its use at most once a minute)."""
     try:
-        with gw.db.lookup() as session:
+        with gw.db.read() as session:
             token = verify_token(session, raw, kind="scim")
             stale = needs_touch(token)
     except TokenRejected:

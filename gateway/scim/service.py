@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -145,7 +146,7 @@ class Outcome:
 class ScimService:
     def __init__(
         self,
-        session: Session,
+        session: Session | Connection,  # a Core connection serves the reads (Database.lookup)
         org_id: str,
         base_url: str,
         *,
@@ -159,6 +160,10 @@ class ScimService:
         self.max_results = max_results
 
     # --- reading ---------------------------------------------------------------------------
+
+    def _sql(self) -> Connection:
+        """Where reads run: the session's connection, or the connection a read was given."""
+        return self.session.connection() if isinstance(self.session, Session) else self.session
 
     def _model(self, rtype: ResourceType) -> type[DirectoryUser] | type[DirectoryGroup]:
         return DirectoryUser if rtype is USER_TYPE else DirectoryGroup
@@ -185,12 +190,12 @@ class ScimService:
             return None
         if not resources.wants("groups", attributes=query.attributes, excluded=query.excluded):
             return None
-        return self.session.get_bind().dialect.name
+        return self._sql().dialect.name
 
     def get(self, rtype: ResourceType, resource_id: str, query: Query = Query()) -> Outcome:
         statement = _GET_ONE[(self._model(rtype), self._groups_in_row(rtype, query))]
         params = {"org_id": self.org_id, "resource_id": resource_id}
-        row = self.session.connection().execute(statement, params).first()
+        row = self._sql().execute(statement, params).first()
         if row is None:
             raise NotFound(f"{rtype.name} {resource_id} not found")
         return Outcome(row, self.represent([row], rtype, query)[0])
@@ -227,7 +232,7 @@ class ScimService:
         rows: list = []
         if count > 0:
             rows = list(
-                self.session.execute(
+                self._sql().execute(
                     _read_columns(model, self._groups_in_row(rtype, query))
                     .where(condition)
                     .order_by(*order)
@@ -237,7 +242,7 @@ class ScimService:
             )
             if start == 1 and len(rows) < count:
                 return rows, len(rows)  # the first page holds everything: no COUNT needed
-        total = self.session.scalar(select(func.count()).select_from(model).where(condition))
+        total = self._sql().scalar(select(func.count()).select_from(model).where(condition))
         return rows, total or 0
 
     def _unique_lookup(self, rtype: ResourceType, query: Query) -> list | None:
@@ -256,7 +261,7 @@ class ScimService:
             return None  # the full parser says what is wrong with it
         statement, lowered = found
         params = {"org_id": self.org_id, "value": value.lower() if lowered else value}
-        return list(self.session.connection().execute(statement, params))
+        return list(self._sql().execute(statement, params))
 
     def represent(self, rows: list, rtype: ResourceType, query: Query = Query()) -> list[dict]:
         attributes, excluded = list(query.attributes), list(query.excluded)
@@ -301,7 +306,7 @@ class ScimService:
         ]
 
     def _user_groups(self, user_ids: list[str]) -> dict[str, list[dict]]:
-        rows = self.session.connection().execute(_USER_GROUPS, {"user_ids": user_ids})
+        rows = self._sql().execute(_USER_GROUPS, {"user_ids": user_ids})
         out: dict[str, list[dict]] = {}
         for user_id, group_id, display in rows:
             out.setdefault(user_id, []).append(
@@ -326,7 +331,7 @@ class ScimService:
             ),
         )
         for kind, id_column, display_column, link in kinds:
-            rows = self.session.execute(
+            rows = self._sql().execute(
                 select(DirectoryGroupMember.group_id, id_column, display_column)
                 .join(id_column.table, id_column == link)
                 .where(DirectoryGroupMember.group_id.in_(group_ids))

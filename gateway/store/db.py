@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -122,7 +122,7 @@ class Database:
             # statement sees its own snapshot inside a transaction too, so this changes nothing
             # for them (streaming reads need a transaction: they use `read()`).
             reading = reading.execution_options(isolation_level="AUTOCOMMIT")
-        self.lookup_sessions = sessionmaker(reading, expire_on_commit=False)
+        self.lookup_engine = reading
 
     @property
     def dialect(self) -> str:
@@ -157,11 +157,12 @@ class Database:
             yield session
 
     @contextmanager
-    def lookup(self) -> Iterator[Session]:
-        """A session for a short read of a few statements that does not stream its results
-        (a SCIM GET): like `read()`, minus the transaction round trips on PostgreSQL."""
-        with self.lookup_sessions() as session:
-            yield session
+    def lookup(self) -> Iterator[Connection]:
+        """A Core connection for a short read of a few statements that does not stream its
+        results (a SCIM GET): like `read()` without the ORM session, and on PostgreSQL without
+        the transaction round trips."""
+        with self.lookup_engine.connect() as connection:
+            yield connection
 
     # --- schema ---------------------------------------------------------------------------
 
