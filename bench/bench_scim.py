@@ -198,7 +198,9 @@ def run(
             profiler.enable()
             median, p99 = timed(fn, repeat)
             profiler.disable()
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(int(os.environ.get("PROFILE_LINES", "45")))
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(
+                int(os.environ.get("PROFILE_LINES", "45"))
+            )
         else:
             median, p99 = timed(fn, repeat)
         results.append((kind, label, median, p99))

@@ -175,6 +175,9 @@ def open_one(cfg: ConnectorConfig, url: str, password: str, receive_timeout: int
         auto_referrals=False,
         receive_timeout=receive_timeout,
         return_empty_attributes=False,
+        # We read raw_attributes only; without this ldap3 also formats every value of every
+        # entry by the schema's syntax (there is no schema: get_info=NONE), a third of decoding.
+        check_names=False,
     )
     try:
         conn.open()

@@ -231,7 +231,7 @@ class DirectoryWriter:
         for chunk in _chunks(updates):
             self._bulk_update(model, chunk)
         for chunk in _chunks(inserts, 1000):
-            self.session.execute(insert(model), chunk)
+            self.session.execute(insert(model.__table__), chunk)  # Core: no ORM bulk overhead
 
     def _bulk_update(self, model, chunk: list[dict]) -> None:  # type: ignore[no-untyped-def]
         # ORM bulk UPDATE by primary key; the version moves on by one.
@@ -367,7 +367,7 @@ class DirectoryWriter:
             )
         for chunk in _chunks(fresh, 1000):
             self.session.execute(
-                insert(DirectoryGroupMember),
+                insert(DirectoryGroupMember.__table__),
                 [
                     {
                         "group_id": g,

@@ -49,7 +49,10 @@ _RESULT_MEANING = {
 
 
 def normalize_dn(dn: str) -> str:
-    return _DN_SPACES.sub(r"\1", dn.strip()).lower()
+    dn = dn.strip()
+    if len(dn.split(maxsplit=1)) > 1:  # only a DN with whitespace needs the expression
+        dn = _DN_SPACES.sub(r"\1", dn)
+    return dn.lower()
 
 
 @dataclass(slots=True)
