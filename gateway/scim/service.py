@@ -233,7 +233,9 @@ class ScimService:
         if count > 0:
             rows = list(
                 self._sql().execute(
-                    _read_columns(model, self._groups_in_row(rtype, query))
+                    # A page reads its users' groups in one query for all of them afterwards
+                    # (a correlated subquery per row costs more there).
+                    _read_columns(model)
                     .where(condition)
                     .order_by(*order)
                     .offset(start - 1)
