@@ -229,6 +229,7 @@ def bench_server(kind: str, n: int, args: argparse.Namespace, load: LoadRun) -> 
                 ["filter (absent)", "POST /Users"],
                 split=True,
             )
+            server.analyze()
             shards = len(server.bases)
             for i, user_id in merged["created"].items():
                 name = user_document(int(i))["userName"]
@@ -247,6 +248,7 @@ def bench_server(kind: str, n: int, args: argparse.Namespace, load: LoadRun) -> 
             log(f"  Okta push: {len(batches)} PATCHes of up to {args.batch} members")
             merged = load.run(server, "patch", batches)
             rows += rows_of(n, kind, f"Okta: PATCH +{args.batch} members", merged)
+            server.analyze()
         else:
             server.users = [[0, f"u{i}", i] for i in range(n)]
         users_file = load.workdir / f"users-{kind}-{n}.json"

@@ -93,6 +93,12 @@ class Server:
     users: list[list] = field(default_factory=list)  # [shard, id, i] of every seeded user
     seed_note: str = ""
 
+    def analyze(self) -> None:
+        """PostgreSQL: refresh the planner's statistics after a phase that wrote many rows, as
+        autovacuum would (the PostgreSQL on our bench machine runs with autovacuum off)."""
+        if self.pg_database:
+            _pg_admin_exec("analyze", self.pg_database)
+
     def worker_rss(self) -> list[float]:
         return [rss_mb(pid) for proc in self.procs for pid in worker_pids(proc.pid)]
 
@@ -124,10 +130,11 @@ class Server:
 # --- PostgreSQL -----------------------------------------------------------------------------------
 
 
-def _pg_admin_exec(sql: str) -> None:
+def _pg_admin_exec(sql: str, database: str | None = None) -> None:
     from sqlalchemy import create_engine, text
 
-    engine = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    url = PG_ADMIN if database is None else PG_ADMIN.rsplit("/", 1)[0] + "/" + database
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             conn.execute(text(sql))
