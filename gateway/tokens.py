@@ -114,6 +114,8 @@ class TokenCache:
         """(token id, org id) of a token checked recently, else None."""
         if not self.ttl:
             return None
+        # The lookup compares SHA-256 digests, which a caller cannot steer byte by byte, so its
+        # timing says nothing useful about stored tokens (the database check is constant-time).
         entry = self._entries.get(_digest(raw.strip()))
         if entry is None or entry[2] < time.monotonic():
             return None
