@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -115,6 +117,13 @@ class Database:
             url, pool_size=pool_size, statement_timeout_ms=statement_timeout_ms
         )
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one write lock, and a writer that finds it taken sleeps in growing steps
+        # (SQLite's busy handler) before it looks again. Threads of one process queue here
+        # instead, where the next one starts the moment the lock is free; only writers of other
+        # processes still meet the busy handler. PostgreSQL locks rows, so writers run together.
+        self._writer: contextlib.AbstractContextManager = (
+            threading.RLock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
         reading = self.engine.execution_options(read_only=True)
         self.read_sessions = sessionmaker(reading, expire_on_commit=False)
         if self.engine.dialect.name == "postgresql":
@@ -131,7 +140,7 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """Everything inside commits together or not at all."""
-        with self.sessions() as session, session.begin():
+        with self._writer, self.sessions() as session, session.begin():
             yield session
 
     def run(self, work: Callable[[Session], T], *, attempts: int = 4) -> T:
