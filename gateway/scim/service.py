@@ -294,31 +294,27 @@ class ScimService:
             docs.append(resources.project(doc, rtype, attributes=attributes, excluded=excluded))
         return docs
 
+    def _group_ref(self, group_id: str, display: str | None) -> dict:
+        return {
+            "value": group_id,
+            "$ref": f"{self.base_url}/Groups/{group_id}",
+            "display": display,
+            "type": "direct",
+        }
+
     def _group_refs(self, pairs: Any) -> list[dict]:
+        """A user's groups read with the user: [id, displayName] pairs, by displayName."""
         if isinstance(pairs, str):  # SQLite hands JSON over as text
             pairs = json.loads(pairs)
-        return [
-            {
-                "value": group_id,
-                "$ref": f"{self.base_url}/Groups/{group_id}",
-                "display": display,
-                "type": "direct",
-            }
-            for group_id, display in sorted(pairs or (), key=lambda p: (p[1] or "").lower())
-        ]
+        ordered = sorted(pairs or (), key=lambda p: (p[1] or "").lower())
+        return [self._group_ref(group_id, display) for group_id, display in ordered]
 
     def _user_groups(self, user_ids: list[str]) -> dict[str, list[dict]]:
+        """The groups of many users in one query (a page), by displayName."""
         rows = self._sql().execute(_USER_GROUPS, {"user_ids": user_ids})
         out: dict[str, list[dict]] = {}
         for user_id, group_id, display in rows:
-            out.setdefault(user_id, []).append(
-                {
-                    "value": group_id,
-                    "$ref": f"{self.base_url}/Groups/{group_id}",
-                    "display": display,
-                    "type": "direct",
-                }
-            )
+            out.setdefault(user_id, []).append(self._group_ref(group_id, display))
         return out
 
     def _group_members(self, group_ids: list[str]) -> dict[str, list[dict]]:
