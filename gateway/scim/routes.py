@@ -250,8 +250,8 @@ def _list(items: list[dict]) -> dict:
 def list_resources(endpoint: str) -> Response:
     rtype = resource_type(endpoint)
     query = query_from(request.args)
-    with gateway().db.lookup() as session:
-        return scim_response(service(session).search(rtype, query))
+    with gateway().db.lookup() as connection:
+        return scim_response(service(connection).search(rtype, query))
 
 
 @scim.post("/.search")
@@ -277,8 +277,8 @@ def search_resources(endpoint: str) -> Response:
         if isinstance(params.get(key), list):
             params[key] = ",".join(str(v) for v in params[key])
     query = query_from(params)
-    with gateway().db.lookup() as session:
-        return scim_response(service(session).search(rtype, query))
+    with gateway().db.lookup() as connection:
+        return scim_response(service(connection).search(rtype, query))
 
 
 @scim.post("/<endpoint>")
@@ -295,8 +295,8 @@ def create_resource(endpoint: str) -> Response:
 def get_resource(endpoint: str, resource_id: str) -> Response:
     rtype = resource_type(endpoint)
     query = query_from(request.args)
-    with gateway().db.lookup() as session:
-        outcome = service(session).get(rtype, resource_id, query)
+    with gateway().db.lookup() as connection:
+        outcome = service(connection).get(rtype, resource_id, query)
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match and outcome.etag in {t.strip() for t in if_none_match.split(",")}:
         return Response(status=304, headers={"ETag": outcome.etag})

@@ -65,19 +65,6 @@ def _read_columns(model, groups: str | None = None):  # type: ignore[no-untyped-
     return select(*columns)
 
 
-_MODELS = (DirectoryUser, DirectoryGroup)
-_GROUPS = (None, "sqlite", "postgresql")
-
-# The statements every GET runs, built once (building them costs more than running them).
-_GET_ONE = {
-    (model, groups): _read_columns(model, groups).where(
-        model.org_id == bindparam("org_id"),
-        model.source == SOURCE,
-        model.id == bindparam("resource_id"),
-    )
-    for model in _MODELS
-    for groups in _GROUPS
-}
 _USER_GROUPS = (
     select(DirectoryGroupMember.user_id, DirectoryGroup.id, DirectoryGroup.display_name)
     .join(DirectoryGroup, DirectoryGroup.id == DirectoryGroupMember.group_id)
@@ -87,8 +74,9 @@ _USER_GROUPS = (
 
 # `userName eq "..."`: the lookup every IdP makes before it creates a user (and the same on
 # externalId, id, and a group's displayName). On these attributes the answer is one row of a
-# unique index, so a prebuilt statement answers it; any other filter goes through the full
-# grammar (gateway.scim.filter), and tests check both give the same answers.
+# unique index, so a prebuilt statement answers it (built once: building a statement costs more
+# than running it), as it answers GET by id; any other filter goes through the full grammar
+# (gateway.scim.filter), and tests check both give the same answers.
 _EQ_LOOKUP = re.compile(r'^\s*([A-Za-z]+)\s+eq\s+("(?:[^"\\]|\\.)*")\s*$', re.IGNORECASE)
 _LOOKUP_COLUMNS = {
     (DirectoryUser, "username"): (DirectoryUser.user_name_lower, True),
@@ -108,7 +96,7 @@ _LOOKUPS = {
         lowered,
     )
     for (model, name), (column, lowered) in _LOOKUP_COLUMNS.items()
-    for groups in _GROUPS
+    for groups in (None, "sqlite", "postgresql")
 }
 
 
@@ -193,8 +181,8 @@ class ScimService:
         return self._sql().dialect.name
 
     def get(self, rtype: ResourceType, resource_id: str, query: Query = Query()) -> Outcome:
-        statement = _GET_ONE[(self._model(rtype), self._groups_in_row(rtype, query))]
-        params = {"org_id": self.org_id, "resource_id": resource_id}
+        statement, _ = _LOOKUPS[(self._model(rtype), "id", self._groups_in_row(rtype, query))]
+        params = {"org_id": self.org_id, "value": resource_id}
         row = self._sql().execute(statement, params).first()
         if row is None:
             raise NotFound(f"{rtype.name} {resource_id} not found")

@@ -122,11 +122,11 @@ class Database:
         # instead, where the next one starts the moment the lock is free; only writers of other
         # processes still meet the busy handler. PostgreSQL locks rows, so writers run together.
         self._writer: contextlib.AbstractContextManager = (
-            threading.RLock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
+            threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
         )
         reading = self.engine.execution_options(read_only=True)
         self.read_sessions = sessionmaker(reading, expire_on_commit=False)
-        if self.engine.dialect.name == "postgresql":
+        if self.dialect == "postgresql":
             # No BEGIN/ROLLBACK round trips around a short read: under READ COMMITTED each
             # statement sees its own snapshot inside a transaction too, so this changes nothing
             # for them (streaming reads need a transaction: they use `read()`).

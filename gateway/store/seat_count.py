@@ -39,10 +39,8 @@ def _note_flush(session: Session, _context: object) -> None:
             change[obj.org_id] += 1
     for obj in session.dirty:
         if isinstance(obj, Member):
-            history = inspect(obj).attrs.status.history
-            if history.deleted:
-                before = history.deleted[0] in SEAT_STATUSES
-                change[obj.org_id] += (obj.status in SEAT_STATUSES) - before
+            before = _original_status(obj) in SEAT_STATUSES
+            change[obj.org_id] += (obj.status in SEAT_STATUSES) - before
     for obj in session.deleted:
         if isinstance(obj, Member) and _original_status(obj) in SEAT_STATUSES:
             change[obj.org_id] -= 1
