@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import fcntl
 import functools
 import logging
+import os
 import random
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +22,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -72,15 +75,31 @@ def make_engine(url: str, *, pool_size: int = 5, statement_timeout_ms: int = 0) 
         return engine
 
     options = f"-c statement_timeout={statement_timeout_ms}" if statement_timeout_ms else ""
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         hide_parameters=True,
         pool_recycle=1800,
         connect_args={"options": options} if options else {},
     )
+    event.listen(engine, "checkout", _closed_by_server)
+    return engine
+
+
+def _closed_by_server(dbapi_conn, _record, _proxy) -> None:  # type: ignore[no-untyped-def]
+    """Hand out no pooled connection the server has closed (a restart, a failover,
+    pg_terminate_backend, an idle timeout), without a round trip: an idle connection has
+    nothing to read, so a readable socket means the server sent its goodbye (or EOF). Raising
+    DisconnectionError makes the pool drop it and check out another. `pool_pre_ping` does the
+    same with a query, which cost every request a round trip."""
+    poller = select.poll()
+    try:
+        poller.register(dbapi_conn.fileno(), select.POLLIN)
+    except Exception as exc:  # closed already: no descriptor
+        raise DisconnectionError("connection closed") from exc
+    if poller.poll(0):
+        raise DisconnectionError("the server closed the connection")
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:
@@ -108,6 +127,41 @@ def _script_revisions() -> tuple[str, frozenset[str]]:
     return str(script.get_current_head()), frozenset(r.revision for r in script.walk_revisions())
 
 
+class _SqliteWriters:
+    """The writers of every process on one SQLite file, one at a time: an RLock for the threads
+    of this process, and for the outermost holder an exclusive flock of `path`, which the kernel
+    hands to the next waiting process as soon as it is released. Reopened after a fork (a lock
+    on an inherited descriptor would be shared with the parent)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._threads = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+        self._pid = 0
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            if self._depth == 0:
+                if self._fd is None or self._pid != os.getpid():
+                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                    self._pid = os.getpid()
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._depth += 1
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+
 class Database:
     """One engine and its session factory; `transaction()` is the unit of work."""
 
@@ -118,12 +172,18 @@ class Database:
         )
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one write lock, and a writer that finds it taken sleeps in growing steps
-        # (SQLite's busy handler) before it looks again. Threads of one process queue here
-        # instead, where the next one starts the moment the lock is free; only writers of other
-        # processes still meet the busy handler. PostgreSQL locks rows, so writers run together.
-        self._writer: contextlib.AbstractContextManager = (
-            threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
-        )
+        # (SQLite's busy handler: 1, 2, 5, 10 ... ms) before it looks again. Writers queue on a
+        # lock of ours instead, where the next one starts the moment the lock is free: threads
+        # of a process on an RLock, processes (gunicorn workers, the worker, the CLI) on a file
+        # lock beside the database. PostgreSQL locks rows, so writers run together.
+        self._writer: contextlib.AbstractContextManager = contextlib.nullcontext()
+        if self.dialect == "sqlite":
+            path = self.engine.url.database
+            self._writer = (
+                _SqliteWriters(Path(path + ".writer"))
+                if path and path != ":memory:"
+                else threading.RLock()
+            )
         reading = self.engine.execution_options(read_only=True)
         self.read_sessions = sessionmaker(reading, expire_on_commit=False)
         if self.dialect == "postgresql":
