@@ -265,6 +265,21 @@ def test_user_rename_updates_the_member_instead_of_inviting_again(scim, database
     assert_settled(database, scim.org_id)
 
 
+def test_a_member_takes_the_email_another_gives_up_in_the_same_plan(scim, database):
+    """A new mapping moves Ann to her work address and gives Bob the one Ann leaves, in one
+    Plan, whichever of the two the engine looks at first (the order follows random ids, so
+    several organizations try both orders)."""
+    for n in range(8):
+        org = another_org(scim, database, f"Swap {n}")
+        create_user(org, "ann@acme.com", emails=[{"value": "ann.work@acme.com", "type": "work"}])
+        create_user(org, "bob@acme.com", emails=[{"value": "ann@acme.com", "type": "work"}])
+        assert set(members(database, org.org_id)) == {"ann@acme.com", "bob@acme.com"}
+        outcome = apply_mapping(database, org.org_id, "attributes: {email: [work, userName]}\n")
+        assert not outcome.plan.problems
+        assert set(members(database, org.org_id)) == {"ann.work@acme.com", "ann@acme.com"}
+        assert_settled(database, org.org_id)
+
+
 def test_manual_member_with_the_same_email_is_taken_over_not_duplicated(scim, database):
     with database.transaction() as session:
         session.add(

@@ -221,6 +221,35 @@ def diff_members(
             owners_left -= 1
         return True
 
+    # Which matched members move to their wanted e-mail and externalId. One may take what
+    # another gives up in this same Plan whichever of the two comes first, so repeat until no
+    # more moves (a swap of two members' values stays a problem: neither is ever free).
+    moves = [
+        (d, m) for d in wanted if d.provision and (m := match.get(d.directory_user_id)) is not None
+    ]
+    email_moves: set[str] = set()
+    ext_moves: set[str] = set()
+    moved = True
+    while moved:
+        moved = False
+        for d, m in moves:
+            if m.id not in email_moves and d.email != m.email_lower:
+                owner = taken_email.get(d.email)  # type: ignore[arg-type]
+                if owner is None or owner == m.id:
+                    taken_email.pop(m.email_lower, None)
+                    taken_email[d.email] = m.id  # type: ignore[index]
+                    email_moves.add(m.id)
+                    moved = True
+            if m.id not in ext_moves and d.external_id != m.external_id:
+                owner = taken_ext.get(d.external_id) if d.external_id is not None else None
+                if owner is None or owner == m.id:
+                    if m.external_id is not None:
+                        taken_ext.pop(m.external_id, None)
+                    if d.external_id is not None:
+                        taken_ext[d.external_id] = m.id
+                    ext_moves.add(m.id)
+                    moved = True
+
     def deprovision_member(m: MemberRow, reason: str) -> None:
         if deprovision == "remove":
             change: Change = RemoveMember(member_id=m.id, email=m.email, reason=reason)
@@ -243,29 +272,22 @@ def diff_members(
             continue
         values: list[tuple[str, object, object]] = []
         if d.email != m.email_lower:
-            owner = taken_email.get(d.email)  # type: ignore[arg-type]
-            if owner is not None and owner != m.id:
+            if m.id not in email_moves:
                 out.problems.append(f"{d.email}: e-mail already belongs to another member")
             else:
                 values.append(("email", m.email, d.email))
-                taken_email.pop(m.email_lower, None)
-                taken_email[d.email] = m.id  # type: ignore[index]
                 out.freed_emails.add(m.email_lower)
         if d.name != m.name:
             values.append(("name", m.name, d.name))
         if d.external_id != m.external_id:
-            owner = taken_ext.get(d.external_id) if d.external_id is not None else None
-            if owner is not None and owner != m.id:
+            if m.id not in ext_moves:
                 out.problems.append(
                     f"{d.email}: externalId {d.external_id!r} already belongs to another member"
                 )
             else:
                 values.append(("external_id", m.external_id, d.external_id))
                 if m.external_id is not None:
-                    taken_ext.pop(m.external_id, None)
                     out.freed_external_ids.add(m.external_id)
-                if d.external_id is not None:
-                    taken_ext[d.external_id] = m.id
         if d.directory_user_id != m.directory_user_id:
             values.append(("directory_user_id", m.directory_user_id, d.directory_user_id))
         if d.source != m.source:
