@@ -40,6 +40,14 @@ class ReadResult:
     complete: bool
     warnings: list[str] = field(default_factory=list)
 
+    def release(self) -> None:
+        """Let go of the records once the directory layer holds them, so that the engine, which
+        runs next in the same transaction, provisions a large first sync without them in memory
+        (the counts are taken before)."""
+        self.users = {}
+        self.groups = {} if self.groups is not None else None
+        self.memberships = None
+
 
 @dataclass
 class Summary:

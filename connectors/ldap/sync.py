@@ -349,6 +349,7 @@ def _write(
             }
             if summary.warnings:
                 counts["first_warnings"] = summary.warnings[:20]
+            read.release()
             plan = None
             if dry_run:
                 planner = _engine_plan()
