@@ -16,6 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway.config import Config
 from gateway.logs import configure_logging
+from gateway.provisioning.queue import Drainer
 from gateway.store import Database, SchemaState
 from gateway.tokens import TokenCache, token_cache
 
@@ -30,6 +31,7 @@ class Gateway:
     config: Config
     db: Database
     tokens: TokenCache
+    drainer: Drainer  # applies queued SCIM changes (GATEWAY_SCIM_APPLY=queued)
 
 
 _ids = threading.local()
@@ -65,7 +67,9 @@ def create_app(config: Config | None = None, *, database: Database | None = None
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
-    app.extensions["scimgate"] = Gateway(config, db, token_cache(config.token_cache_seconds))
+    app.extensions["scimgate"] = Gateway(
+        config, db, token_cache(config.token_cache_seconds), Drainer(db)
+    )
     if config.trust_proxy:
         n = config.trust_proxy
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)  # type: ignore[method-assign]

@@ -24,7 +24,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
 from gateway.store import Database
-from gateway.store.models import HeldChange, OutboxMessage, SyncRun
+from gateway.store.models import HeldChange, OutboxMessage, PendingChange, SyncRun
 
 REQUESTS = Counter(
     "scimgate_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
@@ -46,7 +46,8 @@ SYNC_DURATION = Histogram(
 
 
 class DatabaseCollector:
-    """Outbox backlog, sync runs and held deprovisions, straight from the database."""
+    """Outbox backlog, sync runs, held deprovisions and queued SCIM changes, straight from the
+    database."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -61,6 +62,10 @@ class DatabaseCollector:
             "scimgate_sync_runs", "LDAP sync runs recorded, by result", labels=["status"]
         )
         held = GaugeMetricFamily("scimgate_held_deprovisions", "Deprovisionings held by the guard")
+        queued = GaugeMetricFamily(
+            "scimgate_queued_scim_changes",
+            "SCIM writes whose engine run is still queued (GATEWAY_SCIM_APPLY=queued)",
+        )
         try:
             with self.db.read() as session:
                 for kind, status, n in session.execute(
@@ -82,9 +87,12 @@ class DatabaseCollector:
                     )
                     or 0,
                 )
+                queued.add_metric(
+                    [], session.scalar(select(func.count()).select_from(PendingChange)) or 0
+                )
         except Exception:  # a scrape must not fail because the database is away
             return
-        yield from (backlog, runs, held)
+        yield from (backlog, runs, held, queued)
 
 
 def register(app: Flask, db: Database) -> None:

@@ -240,6 +240,20 @@ def test_okta_full_put_replaces_the_user(okta, database) -> None:
     assert stored_rows_mentioning(database, PASSWORD) == []
 
 
+def test_okta_put_of_a_user_in_a_group_answers_with_the_groups(okta) -> None:
+    created = create_user(okta)
+    group = create_group(okta, "Engineering", members=[{"value": created["id"]}])
+    replacement = okta_user(created["userName"], title="Lead")
+
+    response = okta.put(f"/Users/{created['id']}", json=replacement)
+
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["title"] == "Lead"
+    assert [(g["value"], g["display"]) for g in body["groups"]] == [(group["id"], "Engineering")]
+    assert okta.get(f"/Users/{created['id']}").get_json() == body
+
+
 def test_okta_put_of_unchanged_user_keeps_its_version(okta) -> None:
     created = create_user(okta)
     request = okta_user(

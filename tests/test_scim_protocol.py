@@ -869,6 +869,7 @@ def test_duplicate_user_name_in_other_case_is_409_uniqueness(scim, database) -> 
     response = scim.post("/Users", json=user_body("grace@example.COM"))
 
     assert_scim_error(response, 409, "uniqueness")
+    assert "userName 'grace@example.COM' is already taken" in response.get_json()["detail"]
     assert row_counts(database) == before
 
 
@@ -879,6 +880,7 @@ def test_duplicate_user_external_id_is_409_uniqueness(scim, database) -> None:
     response = scim.post("/Users", json=user_body(externalId="ext-1"))
 
     assert_scim_error(response, 409, "uniqueness")
+    assert "externalId 'ext-1' is already taken" in response.get_json()["detail"]
     assert row_counts(database) == before
 
 

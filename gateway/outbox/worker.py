@@ -97,7 +97,8 @@ def load_handlers() -> None:
     import gateway.outbox.webhooks  # noqa: F401  (registers the webhook handler)
     from connectors.ldap.schedule import run_due_connectors
     from gateway.lifecycle.invitations import release_waiting_seats, resend_expired
+    from gateway.provisioning.queue import apply_queued
 
-    for duty in (run_due_connectors, release_waiting_seats, resend_expired):
+    for duty in (apply_queued, run_due_connectors, release_waiting_seats, resend_expired):
         if duty not in DUTIES:
             DUTIES.append(duty)

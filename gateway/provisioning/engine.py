@@ -69,11 +69,9 @@ def _group_deleted(mapper: Mapper, connection: Connection, target: DirectoryGrou
     session.info.setdefault(_BELOW, set()).update(users)
 
 
-def on_directory_change(session: Session, change: DirectoryChange) -> ApplyResult:
-    """The incremental reconcile after a source wrote the directory layer."""
-    org = session.get(Organization, change.org_id)
-    if org is None:
-        raise NotFound(f"organization {change.org_id} not found")
+def change_delta(session: Session, change: DirectoryChange) -> DirectoryDelta:
+    """What `change` reached, in terms the incremental reconcile loads; read in the change's own
+    transaction (deleted rows are only known there)."""
     orphans = session.info.pop(_ORPHANS, set())
     if change.deleted_user_ids and not orphans:
         # Deleted without the ORM (a bulk DELETE): the members whose link just went are the
@@ -81,20 +79,34 @@ def on_directory_change(session: Session, change: DirectoryChange) -> ApplyResul
         orphans = set(
             session.scalars(
                 select(Member.id).where(
-                    Member.org_id == org.id,
+                    Member.org_id == change.org_id,
                     Member.directory_user_id.is_(None),
                     Member.source.is_not(None),
                     Member.status != "revoked",
                 )
             )
         )
-    delta = DirectoryDelta(
+    return DirectoryDelta(
         user_ids=set(change.user_ids),
         orphaned_member_ids=orphans,
         users_below_deleted=session.info.pop(_BELOW, set()),
     )
+
+
+def on_directory_change(session: Session, change: DirectoryChange) -> ApplyResult:
+    """The incremental reconcile after a source wrote the directory layer."""
+    org = session.get(Organization, change.org_id)
+    if org is None:
+        raise NotFound(f"organization {change.org_id} not found")
+    delta = change_delta(session, change)
+    return apply_delta(session, org, delta, change.actor, window=change.source == "scim")
+
+
+def apply_delta(
+    session: Session, org: Organization, delta: DirectoryDelta, actor: str, *, window: bool
+) -> ApplyResult:
     plan = reconcile_delta(session, org, delta)
-    return apply(session, org, plan, change.actor, window=change.source == "scim")
+    return apply(session, org, plan, actor, window=window)
 
 
 def plan_org(session: Session, org_key: str) -> tuple[Organization, Plan]:

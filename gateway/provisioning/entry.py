@@ -1,8 +1,11 @@
 """The one door from the sources into the engine: a source that changed the directory layer calls
-`directory_changed` inside the same transaction, so the org layer never lags behind a commit."""
+`directory_changed` inside the same transaction. Inline, the engine runs there and then, so the
+org layer never lags behind a commit; queued (SCIM with GATEWAY_SCIM_APPLY=queued), the change is
+written down in that transaction and applied by gateway.provisioning.queue soon after."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -28,9 +31,18 @@ class DirectoryChange:
         )
 
 
-def directory_changed(session: Session, change: DirectoryChange) -> None:
-    """Run the incremental reconcile for `change` in the caller's transaction."""
+def directory_changed(
+    session: Session, change: DirectoryChange, *, queued: Callable[[], None] | None = None
+) -> None:
+    """Run the incremental reconcile for `change` in the caller's transaction; with `queued`,
+    record it as a pending change instead and call `queued` once the transaction commits (it
+    wakes whoever applies pending changes)."""
     if not change:
+        return
+    if queued is not None:
+        from gateway.provisioning.queue import queue_change
+
+        queue_change(session, change, queued)
         return
     from gateway.provisioning.engine import on_directory_change
 

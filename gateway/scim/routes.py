@@ -175,6 +175,7 @@ def service(session) -> ScimService:  # type: ignore[no-untyped-def]
         base_url(),
         default_count=config.scim_default_count,
         max_results=config.scim_max_results,
+        queued=gateway().drainer.wake if config.scim_apply == "queued" else None,
     )
 
 

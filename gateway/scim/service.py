@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -31,7 +31,13 @@ from gateway.scim.errors import (
 from gateway.scim.filter import compile_filter, sort_column
 from gateway.scim.patch import apply_patch
 from gateway.scim.schema import GROUP_TYPE, USER_TYPE, ResourceType
-from gateway.store.models import DirectoryGroup, DirectoryGroupMember, DirectoryUser, utcnow
+from gateway.store.models import (
+    DirectoryGroup,
+    DirectoryGroupMember,
+    DirectoryUser,
+    new_id,
+    utcnow,
+)
 
 SOURCE = "scim"
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
@@ -64,6 +70,9 @@ def _read_columns(model, groups: str | None = None):  # type: ignore[no-untyped-
         columns.append(_groups_column(groups))
     return select(*columns)
 
+
+_USER_INSERT = insert(DirectoryUser.__table__)
+_USER_INSERT_COLUMNS = list(DirectoryUser.__table__.columns)
 
 _USER_GROUPS = (
     select(DirectoryGroupMember.user_id, DirectoryGroup.id, DirectoryGroup.display_name)
@@ -140,8 +149,12 @@ class ScimService:
         *,
         default_count: int = 100,
         max_results: int = 1000,
+        queued: Callable[[], None] | None = None,
     ) -> None:
+        """`queued`: queue the engine's runs (GATEWAY_SCIM_APPLY=queued) and call this after each
+        write commits; None runs the engine in the write's transaction."""
         self.session = session
+        self.queued = queued
         self.org_id = org_id
         self.base_url = base_url
         self.default_count = default_count
@@ -253,11 +266,20 @@ class ScimService:
         params = {"org_id": self.org_id, "value": value.lower() if lowered else value}
         return list(self._sql().execute(statement, params))
 
-    def represent(self, rows: list, rtype: ResourceType, query: Query = Query()) -> list[dict]:
+    def represent(
+        self, rows: list, rtype: ResourceType, query: Query = Query(), *, new: bool = False
+    ) -> list[dict]:
+        """SCIM documents of `rows`; `new`: users created just now, in no group yet (a group
+        names its members by the user's id, which did not exist before)."""
         attributes, excluded = list(query.attributes), list(query.excluded)
         related: dict[str, list[dict]] = {}
         name = "groups" if rtype is USER_TYPE else "members"
-        if rows and resources.wants(name, attributes=attributes, excluded=excluded):
+        fresh_users = new and rtype is USER_TYPE
+        if (
+            rows
+            and not fresh_users
+            and resources.wants(name, attributes=attributes, excluded=excluded)
+        ):
             ids = [r.id for r in rows]
             if rtype is not USER_TYPE:
                 related = self._group_members(ids)
@@ -346,8 +368,10 @@ class ScimService:
             org_id=self.org_id, source=SOURCE, resource=resource, created_at=now, last_modified=now
         )
         self._set_columns(row, resource)
-        self._check_unique(rtype, row)
-        self._flush_unique(rtype, row, add=True)
+        if rtype is USER_TYPE:
+            self._insert_user(row)
+        else:
+            self._insert_unique(rtype, row)
         change = self._change()
         if rtype is USER_TYPE:
             change.user_ids.add(row.id)
@@ -355,8 +379,8 @@ class ScimService:
             change.group_ids.add(row.id)
             if members:
                 self._add_members(row, members, change)
-        directory_changed(self.session, change)
-        return Outcome(row, self.represent([row], rtype, query)[0])
+        directory_changed(self.session, change, queued=self.queued)
+        return Outcome(row, self.represent([row], rtype, query, new=True)[0])
 
     def replace(
         self,
@@ -385,7 +409,7 @@ class ScimService:
         if changed:
             self._touch(row)
             self._flush_unique(rtype, row)
-            directory_changed(self.session, change)
+            directory_changed(self.session, change, queued=self.queued)
         return Outcome(row, self.represent([row], rtype, query)[0])
 
     def patch(
@@ -422,7 +446,7 @@ class ScimService:
         if changed:
             self._touch(row)
             self._flush_unique(rtype, row)
-            directory_changed(self.session, change)
+            directory_changed(self.session, change, queued=self.queued)
         document = self.represent([row], rtype, query)[0] if want_body else None
         return Outcome(row, document)
 
@@ -453,7 +477,7 @@ class ScimService:
             change.deleted_user_ids.add(resource_id)
         else:
             change.deleted_group_ids.add(resource_id)
-        directory_changed(self.session, change)
+        directory_changed(self.session, change, queued=self.queued)
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -512,6 +536,37 @@ class ScimService:
                 "is already taken in this organization"
             )
         raise Uniqueness(f"externalId {row.external_id!r} is already taken in this organization")
+
+    def _insert_user(self, row: DirectoryUser) -> None:
+        """A new user as one INSERT statement, without the ORM's unit of work (POST /Users is
+        the hottest write an IdP makes); `row` stays outside the session and carries the values
+        the answer is made of. A clash is found by the unique indexes, as in `_insert_unique`:
+        SQLite refuses only the statement, PostgreSQL the transaction, so there the INSERT runs
+        in a savepoint."""
+        row.id, row.version = new_id(), 1
+        values = {c.key: getattr(row, c.key) for c in _USER_INSERT_COLUMNS}
+        connection = self.session.connection()
+        try:
+            if connection.dialect.name == "postgresql":
+                with connection.begin_nested():
+                    connection.execute(_USER_INSERT, values)
+            else:
+                connection.execute(_USER_INSERT, values)
+        except IntegrityError:
+            self._check_unique(USER_TYPE, row)
+            raise Uniqueness(
+                "userName or externalId is already taken in this organization"
+            ) from None
+
+    def _insert_unique(self, rtype: ResourceType, row: DirectoryUser | DirectoryGroup) -> None:
+        """Insert a new resource and let the unique indexes find a clash (no SELECT ahead of
+        every insert); when they do, the savepoint rolls back and `_check_unique` says which
+        attribute clashed."""
+        try:
+            self._flush_unique(rtype, row, add=True)
+        except Uniqueness:
+            self._check_unique(rtype, row)
+            self._flush_unique(rtype, row, add=True)  # the clash went away meanwhile: again
 
     def _flush_unique(self, rtype: ResourceType, row: Any, *, add: bool = False) -> None:
         try:

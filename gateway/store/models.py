@@ -355,6 +355,24 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class PendingChange(Base):
+    """A SCIM write whose engine run is queued (`GATEWAY_SCIM_APPLY=queued`): what the
+    incremental reconcile needs to find what the write reached, written in the same transaction
+    as the directory rows and deleted in the transaction that applies it."""
+
+    __tablename__ = "pending_changes"
+    __table_args__ = (Index("ix_pending_changes_org", "org_id", "id"),)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    actor: Mapped[str] = mapped_column(String(200))
+    user_ids: Mapped[list] = mapped_column(JsonDoc, default=list)
+    orphaned_member_ids: Mapped[list] = mapped_column(JsonDoc, default=list)
+    users_below_deleted: Mapped[list] = mapped_column(JsonDoc, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class SyncRun(Base):
     __tablename__ = "sync_runs"
     __table_args__ = (
