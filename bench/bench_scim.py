@@ -134,7 +134,13 @@ def run(
         with db.engine.connect() as conn:
             conn.execute(text("analyze"))
             conn.commit()
-    config = Config.from_env({"GATEWAY_DATA_DIR": str(tmp), "GATEWAY_DATABASE_URL": url})
+    config = Config.from_env(
+        {
+            "GATEWAY_DATA_DIR": str(tmp),
+            "GATEWAY_DATABASE_URL": url,
+            "GATEWAY_SCIM_APPLY": os.environ.get("GATEWAY_SCIM_APPLY", "inline"),
+        }
+    )
     app = create_app(config, database=db)
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}

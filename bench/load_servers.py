@@ -92,6 +92,26 @@ class Server:
     pg_database: str | None = None
     users: list[list] = field(default_factory=list)  # [shard, id, i] of every seeded user
     seed_note: str = ""
+    database_url: str | None = None  # scimgate's, to watch its queue of engine runs
+
+    def wait_applied(self, timeout: float = 900) -> float:
+        """GATEWAY_SCIM_APPLY=queued: seconds until every SCIM write's engine run is applied."""
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.pool import NullPool
+
+        if not self.database_url:
+            return 0.0
+        engine = create_engine(self.database_url, poolclass=NullPool)
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < timeout:
+                with engine.connect() as conn:
+                    if not conn.execute(text("select count(*) from pending_changes")).scalar():
+                        return time.monotonic() - started
+                time.sleep(0.1)
+            raise SystemExit(f"{self.name}: engine runs still queued after {timeout:g}s")
+        finally:
+            engine.dispose()
 
     def analyze(self) -> None:
         """PostgreSQL: refresh the planner's statistics after a phase that wrote many rows, as
@@ -220,7 +240,7 @@ def seed_scimgate(url: str, org_id: str, indices: range) -> list[list]:
     return users
 
 
-def start_scimgate(database: str, preseed: range, seats: int) -> Server:
+def start_scimgate(database: str, preseed: range, seats: int, apply: str = "inline") -> Server:
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-scimgate-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
@@ -229,6 +249,7 @@ def start_scimgate(database: str, preseed: range, seats: int) -> Server:
         GATEWAY_BIND=f"127.0.0.1:{port}",
         GATEWAY_PUBLIC_URL=f"http://127.0.0.1:{port}",
         GATEWAY_WEB_WORKERS="2",
+        GATEWAY_SCIM_APPLY=apply,
     )
     pg_name = None
     if database == "postgresql":
@@ -236,7 +257,8 @@ def start_scimgate(database: str, preseed: range, seats: int) -> Server:
         env["GATEWAY_DATABASE_URL"] = url
     else:
         url = f"sqlite:///{workdir / 'scimgate.db'}"
-    server = Server(f"scimgate-{database}", [], "", workdir=workdir, pg_database=pg_name)
+    name = f"scimgate-{database}" + ("-queued" if apply == "queued" else "")
+    server = Server(name, [], "", workdir=workdir, pg_database=pg_name, database_url=url)
     try:
         _cli(env, "db", "upgrade")
         org = json.loads(
