@@ -3,16 +3,17 @@
 Does: create the first account (`scimgate admin create`), invite further ones (invite -> accept ->
 confirm, as members go; the invitation e-mail is an `admin_invitation` outbox message), hash
 passwords with Argon2id, check logins with throttling (failed attempts are `admin.login_failed`
-events, so every web node sees them), issue and revoke admin API keys, and answer "which
-organizations may this account see" (`Principal`).
-Does not: speak HTTP (sessions, cookies and CSRF are gateway.admin's) nor send mail (the outbox
-worker does).
+events, so every web node sees them), keep the record of console sessions (only a SHA-256 of each
+session id; a session ends at sign-out, at a password change and with its account), issue and
+revoke admin API keys, and answer "which organizations may this account see" (`Principal`).
+Does not: speak HTTP (cookies and CSRF are gateway.admin's) nor send mail (the outbox worker does).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.errors import Conflict, GatewayError, InvalidInput, InvalidTransition, NotFound
@@ -30,6 +31,7 @@ from gateway.store.models import (
     ApiToken,
     ConsoleAdmin,
     ConsoleAdminOrg,
+    ConsoleSession,
     Event,
     Organization,
     utcnow,
@@ -46,6 +48,8 @@ MIN_PASSWORD_LENGTH = 12
 # Five wrong passwords within fifteen minutes lock the e-mail address until the window passes.
 THROTTLE_WINDOW = timedelta(minutes=15)
 THROTTLE_LIMIT = 5
+# A console session's last_seen_at is written at most this often, so every page is not a write.
+SESSION_SEEN_RESOLUTION = timedelta(minutes=1)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Argon2id with the library's defaults (RFC 9106's second recommended profile).
 _hasher = PasswordHasher()
@@ -393,7 +397,77 @@ def change_password(session: Session, admin_id: str, current: str, new: str) -> 
     if not _password_matches(admin.password_hash, current):
         raise InvalidInput("the current password is wrong")
     admin.password_hash = hash_password(new)
+    end_console_sessions(session, admin.id)
     _event(session, f"admin:{admin.id}", "admin.password_changed", admin)
+
+
+# --- console sessions -----------------------------------------------------------------------------
+
+
+def _session_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def open_console_session(session: Session, admin: ConsoleAdmin, *, idle_limit: timedelta) -> str:
+    """A new console session for `admin`: the session id for the cookie (256 random bits; only
+    its SHA-256 is stored). This account's sessions idle for longer than `idle_limit` (whose
+    cookies have expired) are deleted on the way."""
+    now = utcnow()
+    session.execute(
+        delete(ConsoleSession).where(
+            ConsoleSession.admin_id == admin.id,
+            ConsoleSession.last_seen_at < now - idle_limit - SESSION_SEEN_RESOLUTION,
+        )
+    )
+    raw = secrets.token_urlsafe(32)
+    session.add(
+        ConsoleSession(id=_session_key(raw), admin_id=admin.id, created_at=now, last_seen_at=now)
+    )
+    return raw
+
+
+def admin_for_console_session(
+    session: Session, raw: str
+) -> tuple[ConsoleAdmin, ConsoleSession] | None:
+    """The confirmed account a live (not ended) console session belongs to, or None."""
+    # Found by the SHA-256 of the id, which a caller cannot steer byte by byte, so the lookup's
+    # timing says nothing useful about the ids stored.
+    record = session.get(ConsoleSession, _session_key(raw)) if raw else None
+    if record is None or record.ended_at is not None:
+        return None
+    admin = signed_in_admin(session, record.admin_id)
+    return (admin, record) if admin is not None else None
+
+
+def console_session_needs_touch(record: ConsoleSession) -> bool:
+    return utcnow() - record.last_seen_at > SESSION_SEEN_RESOLUTION
+
+
+def touch_console_session(session: Session, record_id: str) -> None:
+    """Record a use; callers do it in a short transaction of its own, only when
+    `console_session_needs_touch`."""
+    session.execute(
+        update(ConsoleSession).where(ConsoleSession.id == record_id).values(last_seen_at=utcnow())
+    )
+
+
+def end_console_session(session: Session, raw: str) -> None:
+    """Sign-out: the session stops working for every copy of its cookie."""
+    record = session.get(ConsoleSession, _session_key(raw)) if raw else None
+    if record is None or record.ended_at is not None:
+        return
+    record.ended_at = utcnow()
+    admin = get_admin(session, record.admin_id)
+    _event(session, f"admin:{admin.id}", "admin.logout", admin)
+
+
+def end_console_sessions(session: Session, admin_id: str) -> None:
+    """Every session of the account ends (its password changed)."""
+    session.execute(
+        update(ConsoleSession)
+        .where(ConsoleSession.admin_id == admin_id, ConsoleSession.ended_at.is_(None))
+        .values(ended_at=utcnow())
+    )
 
 
 # --- admin API keys -------------------------------------------------------------------------------

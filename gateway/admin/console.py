@@ -202,19 +202,21 @@ def login() -> Any:
     try:
         with _write() as session:
             admin = accounts.login(session, email, password)
+            if admin is not None:
+                start_session(session, admin)
     except LoginThrottled as exc:
         flash(str(exc), "error")
         return render_template("login.html", next=request.form.get("next", "")), 429
     if admin is None:
         flash("Wrong e-mail or password, or the account is not confirmed yet.", "error")
         return render_template("login.html", next=request.form.get("next", "")), 401
-    start_session(admin)
     return redirect(_safe_next(request.form.get("next")))
 
 
 @console.post("/logout")
 def logout() -> Any:
-    end_session()
+    with _write() as session:
+        end_session(session)
     flash("You are signed out.", "ok")
     return redirect(url_for("console.login"))
 
@@ -235,10 +237,10 @@ def accept(token: str) -> Any:
             accounts.accept_invitation(
                 session, secret, token, password=password, name=request.form.get("name")
             )
+            end_session(session)
     except InvalidInput as exc:
         flash(str(exc), "error")
         return redirect(url_for("console.accept", token=token))
-    end_session()
     return render_template("accepted.html")
 
 
@@ -723,6 +725,6 @@ def password_change() -> Any:
             session, principal().admin_id, request.form.get("current_password", ""), new
         )
         admin = accounts.get_admin(session, principal().admin_id)
-        start_session(admin)
+        start_session(session, admin)
     flash("Password changed; other sessions of this account are signed out.", "ok")
     return redirect(url_for("console.me"))

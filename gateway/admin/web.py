@@ -1,9 +1,10 @@
 """What the console and the admin API share at the HTTP edge: who is asking (a console session or
 an admin API key), CSRF tokens for the console's forms, and input that no database accepts.
 
-Does: sign in and out (a fresh session each time, bound to the password so a password change
-ends other sessions), check the CSRF token of every state-changing console request, resolve the
-admin API key of an API request. Does not: decide what an account may do (gateway.accounts'
+Does: sign in and out (a fresh session each time, recorded in the database so signing out ends
+it for every copy of the cookie, and bound to the password so a password change ends other
+sessions), check the CSRF token of every state-changing console request, resolve the admin API
+key of an API request. Does not: decide what an account may do (gateway.accounts'
 Principal does) nor render anything.
 """
 
@@ -14,9 +15,19 @@ import hmac
 import secrets
 from typing import Any
 
-from flask import abort, g, request, session
+from flask import abort, current_app, g, request, session
+from sqlalchemy.orm import Session
 
-from gateway.accounts import Principal, admin_for_api_key, principal_of, signed_in_admin
+from gateway.accounts import (
+    Principal,
+    admin_for_api_key,
+    admin_for_console_session,
+    console_session_needs_touch,
+    end_console_session,
+    open_console_session,
+    principal_of,
+    touch_console_session,
+)
 from gateway.app import gateway
 from gateway.errors import InvalidInput, Unauthorized
 from gateway.store.models import ConsoleAdmin
@@ -33,29 +44,50 @@ def _stamp(admin: ConsoleAdmin) -> str:
     return hashlib.sha256((admin.password_hash or "").encode()).hexdigest()[:16]
 
 
-def start_session(admin: ConsoleAdmin) -> None:
-    """A new session for `admin`: nothing from the anonymous one (or its CSRF token) survives."""
+def start_session(store: Session, admin: ConsoleAdmin) -> None:
+    """A new session for `admin`, recorded in `store`'s transaction: nothing from the one this
+    browser had (or its CSRF token) survives."""
+    end_console_session(store, session.get("session_id", ""))
+    session_id = open_console_session(
+        store, admin, idle_limit=current_app.permanent_session_lifetime
+    )
     session.clear()
     session.permanent = True
+    session["session_id"] = session_id
     session["admin_id"] = admin.id
     session["stamp"] = _stamp(admin)
     session["csrf"] = secrets.token_urlsafe(32)
 
 
-def end_session() -> None:
+def end_session(store: Session) -> None:
+    """Sign out: the session ends in `store`'s transaction too, so no copy of the cookie works."""
+    end_console_session(store, session.get("session_id", ""))
     session.clear()
 
 
+def _cookie_matches(admin: ConsoleAdmin) -> bool:
+    """The cookie names this account, and the password it signed in with is still the one."""
+    return session.get("admin_id") == admin.id and hmac.compare_digest(
+        session.get("stamp", ""), _stamp(admin)
+    )
+
+
 def load_session_principal() -> Principal | None:
-    admin_id = session.get("admin_id")
-    if not admin_id:
+    if not session.get("admin_id"):
         return None
-    with gateway().db.read() as s:
-        admin = signed_in_admin(s, admin_id)
-        if admin is None or not hmac.compare_digest(session.get("stamp", ""), _stamp(admin)):
+    db = gateway().db
+    with db.read() as s:
+        found = admin_for_console_session(s, session.get("session_id", ""))
+        if found is None or not _cookie_matches(found[0]):
             session.clear()
             return None
-        return principal_of(s, admin)
+        admin, record = found
+        signed_in = principal_of(s, admin)
+        stale = console_session_needs_touch(record)
+    if stale:
+        with db.transaction() as s:
+            touch_console_session(s, record.id)
+    return signed_in
 
 
 def csrf_token() -> str:

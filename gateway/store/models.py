@@ -3,7 +3,7 @@
 Directory layer (`DirectoryUser`, `DirectoryGroup`, `DirectoryGroupMember`): exactly what each
 source said, so an IdP reads back what it wrote. Org layer (`Organization`, `Member`, `Group`,
 `Collection`, access and membership rows): derived by the provisioning engine. Plus the operational
-tables: events, outbox, sync runs, API tokens and console admins.
+tables: events, outbox, sync runs, API tokens, console admins and their sessions.
 
 Does not: hold protocol rules (SCIM) or business rules (provisioning); those live in their packages.
 """
@@ -438,6 +438,21 @@ class ConsoleAdmin(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ConsoleSession(Base):
+    """A console sign-in, so signing out ends it for every copy of the cookie, not only in the
+    browser that signed out. Only a SHA-256 of the session id in the cookie is kept."""
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (Index("ix_console_sessions_admin", "admin_id"),)
+    # SHA-256 (hex) of the random session id the cookie carries; the raw id is never stored.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    admin_id: Mapped[str] = mapped_column(ForeignKey("console_admins.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Written at most once a minute (gateway.accounts.SESSION_SEEN_RESOLUTION).
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class ConsoleAdminOrg(Base):
