@@ -231,7 +231,7 @@ def plan(ctx: CliContext, org_key: str, apply_now: bool, as_json: bool) -> None:
 
     db = ctx.current_db()
     with db.transaction() if apply_now else db.read() as session:
-        org, computed = plan_org(session, org_key)
+        org, computed = plan_org(session, org_key, to_apply=apply_now)
         result = apply(session, org, computed, ADMIN) if apply_now else None
     echo_plan(
         computed,

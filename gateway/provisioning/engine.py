@@ -14,7 +14,7 @@ from gateway.events import record_event
 from gateway.orgs import find_org
 from gateway.provisioning import guard
 from gateway.provisioning.apply import ApplyResult, apply
-from gateway.provisioning.entry import DirectoryChange
+from gateway.provisioning.entry import DirectoryChange, lock_org
 from gateway.provisioning.plan import Plan
 from gateway.provisioning.reconcile import (
     DirectoryDelta,
@@ -109,8 +109,14 @@ def apply_delta(
     return apply(session, org, plan, actor, window=window)
 
 
-def plan_org(session: Session, org_key: str) -> tuple[Organization, Plan]:
+def plan_org(
+    session: Session, org_key: str, *, to_apply: bool = False
+) -> tuple[Organization, Plan]:
+    """The full reconcile's Plan; `to_apply`: the caller applies it in this transaction, so it is
+    planned under the organization's reconcile lock."""
     org = find_org(session, org_key)
+    if to_apply:
+        lock_org(session, org.id)
     return org, reconcile_full(session, org)
 
 
@@ -125,6 +131,8 @@ def set_mapping(
 ) -> MappingOutcome:
     """The Plan a new mapping causes; with `apply_now`, store the mapping and apply the Plan."""
     mapping = parse_mapping(text)
+    if apply_now:
+        lock_org(session, org.id)
     plan = reconcile_full(session, org, mapping=mapping)
     if not apply_now:
         return MappingOutcome(plan, None)
@@ -146,6 +154,7 @@ def approve_held(session: Session, held_id: int, actor: str) -> tuple[str, Apply
     held = guard.find_held(session, held_id)
     org = session.get(Organization, held.org_id)
     assert org is not None
+    lock_org(session, org.id)
     wanted = guard.held_change(held)
     plan = reconcile_users(session, org, [held.member_id] if held.member_id else [])
     still = [c for c, _ in plan.skipped if c.member_key == wanted.member_key]

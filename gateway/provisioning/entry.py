@@ -46,15 +46,26 @@ def directory_changed(
         return
     from gateway.provisioning.engine import on_directory_change
 
-    if session.get_bind().dialect.name == "postgresql":
-        # One reconcile per organization at a time: two concurrent writes would each decide to
-        # create the same org group or take the same last seat. SQLite writers are already
-        # serialized by BEGIN IMMEDIATE. NO KEY UPDATE: rows being inserted hold KEY SHARE on
-        # the organization through their foreign key, and must not deadlock with this lock.
-        session.execute(
-            select(Organization.id)
-            .where(Organization.id == change.org_id)
-            .with_for_update(key_share=True)
-        )
-
+    lock_org(session, change.org_id)
     on_directory_change(session, change)
+
+
+def lock_org(session: Session, org_id: str, *, skip_locked: bool = False) -> bool:
+    """Take the organization's reconcile lock for the rest of the transaction; every path that
+    plans and applies changes to an organization's members and groups (a source's change, the
+    queue, a new mapping, an approved hold, `plan --apply`) takes it before it reads what it
+    plans from. Two at once would each plan from what the other has not committed yet: create
+    the same org group twice, take the same last seat, fail on a unique index.
+
+    On PostgreSQL a row lock on the organization. NO KEY UPDATE: rows being inserted hold KEY
+    SHARE on the organization through their foreign keys and must not deadlock with it. With
+    `skip_locked`, returns False instead of waiting when another transaction holds it. SQLite
+    writers are already one at a time (BEGIN IMMEDIATE): always True there."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    statement = (
+        select(Organization.id)
+        .where(Organization.id == org_id)
+        .with_for_update(key_share=True, skip_locked=skip_locked)
+    )
+    return session.execute(statement).first() is not None

@@ -29,7 +29,7 @@ from sqlalchemy import delete, event, insert, select
 from sqlalchemy.orm import Session
 
 from gateway.provisioning.engine import apply_delta, change_delta
-from gateway.provisioning.entry import DirectoryChange
+from gateway.provisioning.entry import DirectoryChange, lock_org
 from gateway.provisioning.reconcile import DirectoryDelta
 from gateway.store import Database
 from gateway.store.models import Organization, PendingChange
@@ -76,14 +76,9 @@ def drain_org(session: Session, org_id: str, *, batch: int = BATCH) -> int:
     """Apply up to `batch` of the organization's pending changes, oldest first; return how many.
     0 when none wait or, on PostgreSQL, when another process is applying this organization's
     changes right now (it will come back for these)."""
-    # On PostgreSQL, the organization's reconcile lock (see entry.directory_changed); SKIP
-    # LOCKED: a second drainer leaves the organization to the first instead of queueing behind it.
-    lock = (
-        select(Organization.id)
-        .where(Organization.id == org_id)
-        .with_for_update(key_share=True, skip_locked=True)
-    )
-    if session.get_bind().dialect.name == "postgresql" and session.execute(lock).first() is None:
+    # SKIP LOCKED: a second drainer leaves the organization to the first instead of queueing
+    # behind it.
+    if not lock_org(session, org_id, skip_locked=True):
         return 0
     rows = session.execute(
         select(
