@@ -10,6 +10,7 @@ import os
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -75,6 +76,34 @@ def _bind(raw: str) -> str:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8080")
     return raw.strip()
+
+
+@dataclass(frozen=True)
+class Networks:
+    """IP networks, written as comma-separated CIDR (`10.0.0.0/8,127.0.0.1/32`); `address in
+    networks` says whether one of them holds the address."""
+
+    networks: tuple[IPv4Network | IPv6Network, ...] = ()
+
+    @classmethod
+    def parse(cls, raw: str) -> Networks:
+        try:
+            return cls(tuple(ip_network(part.strip()) for part in raw.split(",") if part.strip()))
+        except ValueError as exc:
+            raise ValueError(
+                f"expected comma-separated networks such as 10.0.0.0/8,127.0.0.1/32 ({exc})"
+            ) from None
+
+    def __contains__(self, address: object) -> bool:
+        if not isinstance(address, IPv4Address | IPv6Address):
+            return False
+        return any(address in network for network in self.networks)  # False across versions
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def __str__(self) -> str:
+        return ",".join(str(network) for network in self.networks)
 
 
 @dataclass(frozen=True)
@@ -238,6 +267,16 @@ SETTINGS: tuple[Setting, ...] = (
         "How long a worker owns a message it is delivering; a worker that dies mid-delivery "
         "hands it to another after this.",
     ),
+    Setting(
+        "GATEWAY_WEBHOOK_ALLOW_PRIVATE",
+        Networks.parse,
+        "",
+        "Networks webhooks may go to besides public addresses, comma-separated CIDR (e.g. "
+        "`10.0.0.0/8,127.0.0.1/32`), for a gateway that delivers to internal services. Empty: "
+        "loopback, private, link-local (cloud metadata), CGNAT, multicast and reserved "
+        "addresses are refused, when an endpoint is added as a literal address and on every "
+        "delivery for whatever its host name resolves to.",
+    ),
 )
 
 
@@ -270,6 +309,7 @@ class Config:
     outbox_lease_seconds: int = 120
     token_cache_seconds: int = 5
     scim_apply: str = "inline"
+    webhook_allow_private: Networks = Networks()
 
     @property
     def is_sqlite(self) -> bool:

@@ -115,6 +115,10 @@ class Receiver:
         self.server.server_close()
         self.thread.join(5)
 
+    def env(self) -> dict[str, str]:
+        """The operator setting that lets webhooks go to this receiver, on a loopback address."""
+        return {"GATEWAY_WEBHOOK_ALLOW_PRIVATE": "127.0.0.1/32"}
+
 
 def make_config(database, tmp_path, **env: str) -> Config:
     return Config.from_env(

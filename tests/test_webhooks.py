@@ -24,11 +24,17 @@ def receiver():
     server.stop()
 
 
-def add(database, org_id: str, url: str, events=()) -> str:
+def add(database, config, org_id: str, url: str, events=()) -> str:
     with database.transaction() as session:
         org = session.get(Organization, org_id)
         return add_endpoint(
-            session, org, url, secret_key=make_secret(), actor="admin:test", events=list(events)
+            session,
+            org,
+            url,
+            secret_key=make_secret(),
+            actor="admin:test",
+            events=list(events),
+            allow_private=config.webhook_allow_private,
         ).secret
 
 
@@ -41,8 +47,8 @@ def make_secret() -> str:
 def test_events_arrive_signed_with_unique_ids_and_the_signature_verifies(
     scim, database, tmp_path, receiver
 ):
-    config = make_config(database, tmp_path)
-    secret = add(database, scim.org_id, receiver.url)
+    config = make_config(database, tmp_path, **receiver.env())
+    secret = add(database, config, scim.org_id, receiver.url)
     create_user(scim, "ann@acme.example")
     work(database, config)
 
@@ -83,8 +89,8 @@ def test_events_arrive_signed_with_unique_ids_and_the_signature_verifies(
 def test_subscriptions_choose_event_types_and_a_removed_endpoint_gets_nothing(
     scim, database, tmp_path, receiver
 ):
-    config = make_config(database, tmp_path)
-    add(database, scim.org_id, receiver.url, events=["member.accepted", "organization.*"])
+    config = make_config(database, tmp_path, **receiver.env())
+    add(database, config, scim.org_id, receiver.url, events=["member.accepted", "organization.*"])
     create_user(scim, "ann@acme.example")
     work(database, config)
     assert [json.loads(r.body)["type"] for r in receiver.requests] == ["organization.seats_grown"]
@@ -108,8 +114,8 @@ def test_subscriptions_choose_event_types_and_a_removed_endpoint_gets_nothing(
 def test_failures_are_retried_with_backoff_then_marked_failed_and_listed(
     scim, database, tmp_path, receiver
 ):
-    config = make_config(database, tmp_path, GATEWAY_OUTBOX_MAX_ATTEMPTS="3")
-    add(database, scim.org_id, receiver.url, events=["member.invited"])
+    config = make_config(database, tmp_path, GATEWAY_OUTBOX_MAX_ATTEMPTS="3", **receiver.env())
+    add(database, config, scim.org_id, receiver.url, events=["member.invited"])
     receiver.status = 500
     create_user(scim, "ann@acme.example")
     work(database, config)
@@ -137,7 +143,7 @@ def test_failures_are_retried_with_backoff_then_marked_failed_and_listed(
 
 def test_the_secret_is_shown_once_and_stored_encrypted(scim, database, tmp_path, receiver):
     added = cli(database, tmp_path, "webhooks", "add", "--org", "Acme", receiver.url,
-                "--events", "member.*,group.created")  # fmt: skip
+                "--events", "member.*,group.created", env=receiver.env())  # fmt: skip
     assert added.exit_code == 0, added.output
     secret = added.output.split("shown only this once): ")[1].split()[0]
     assert secret.startswith("whsec_")
@@ -147,7 +153,7 @@ def test_the_secret_is_shown_once_and_stored_encrypted(scim, database, tmp_path,
     assert secret not in encrypted and secret not in json.dumps(events)
     assert secret not in cli(database, tmp_path, "webhooks", "list").output
     # The worker decrypts it to sign: the receiver can check what it gets.
-    config = make_config(database, tmp_path)
+    config = make_config(database, tmp_path, **receiver.env())
     create_user(scim, "ann@acme.example")
     work(database, config)
     (request,) = receiver.requests  # member.invited (not organization.seats_grown)

@@ -677,6 +677,7 @@ def create_webhook(org_id: str, body: dict) -> Any:
             org,
             body["url"],
             secret_key=gateway().config.secret_key,
+            allow_private=gateway().config.webhook_allow_private,
             actor=principal().actor,
             events=body["events"],
             description=body["description"],

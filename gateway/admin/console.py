@@ -542,6 +542,7 @@ def webhook_add(org_id: str) -> str:
             org,
             request.form.get("url", ""),
             secret_key=gateway().config.secret_key,
+            allow_private=gateway().config.webhook_allow_private,
             actor=principal().actor,
             events=events,
             description=request.form.get("description"),

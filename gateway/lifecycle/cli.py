@@ -430,6 +430,7 @@ def webhooks_add(
             org,
             url,
             secret_key=ctx.config.secret_key,
+            allow_private=ctx.config.webhook_allow_private,
             actor=ADMIN,
             events=patterns,
             description=description,

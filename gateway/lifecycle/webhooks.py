@@ -2,8 +2,13 @@
 and the deliveries made to them.
 
 Does: keep each endpoint's signing secret encrypted with Fernet under a key derived (HKDF-SHA256)
-from GATEWAY_SECRET_KEY, and decrypt it for the worker that signs. Does not: deliver or sign
-(gateway.outbox.webhooks), nor decide which events go where (gateway.events).
+from GATEWAY_SECRET_KEY, and decrypt it for the worker that signs; say which addresses a webhook
+may go to (public ones, plus the networks in GATEWAY_WEBHOOK_ALLOW_PRIVATE: one gateway serves many
+organizations, and none of them may make it POST into the gateway's own network) and refuse
+endpoints whose host is a literal address or `localhost` outside them. Host names are not resolved
+here: DNS can change after registration, so the worker checks what a name resolves to at every
+delivery. Does not: deliver or sign (gateway.outbox.webhooks), nor decide which events go where
+(gateway.events).
 Changing GATEWAY_SECRET_KEY makes stored secrets unreadable: remove and add the endpoints again.
 """
 
@@ -11,7 +16,9 @@ from __future__ import annotations
 
 import base64
 import secrets
+import socket
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -20,12 +27,22 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.config import Networks
 from gateway.errors import GatewayError, InvalidInput, NotFound
 from gateway.events import display_url, forget_endpoints, record_event
 from gateway.store.models import Organization, OutboxMessage, WebhookEndpoint
 
 SECRET_PREFIX = "whsec_"  # noqa: S105  (a prefix, not a secret)
 MAX_ENDPOINTS = 10
+ALLOW_SETTING = "GATEWAY_WEBHOOK_ALLOW_PRIVATE"
+PUBLIC_ONLY = Networks()  # the default of ALLOW_SETTING: no internal network allowed
+
+IPAddress = IPv4Address | IPv6Address
+_PRIVATE = tuple(map(IPv4Network, ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")))
+_UNIQUE_LOCAL = IPv6Network("fc00::/7")
+_SHARED = IPv4Network("100.64.0.0/10")  # carrier-grade NAT (RFC 6598)
+_NAT64 = IPv6Network("64:ff9b::/96")  # RFC 6052: the last 32 bits are the IPv4 destination
+_LOCALHOST = (IPv4Address("127.0.0.1"), IPv6Address("::1"))  # what `localhost` names
 
 
 class SecretUnreadable(GatewayError):
@@ -59,13 +76,108 @@ def decrypt_secret(secret_key: str, endpoint: WebhookEndpoint) -> str:
         ) from None
 
 
-def _check_url(url: str) -> str:
+def _ipv4_inside(address: IPAddress) -> IPv4Address | None:
+    """The IPv4 address an IPv6 one carries and is delivered to (mapped, 6to4, NAT64), if any."""
+    if not isinstance(address, IPv6Address):
+        return None
+    inner = address.ipv4_mapped or address.sixtofour
+    if inner is None and address in _NAT64:
+        inner = IPv4Address(int(address) & 0xFFFFFFFF)
+    return inner
+
+
+def _internal_kind(address: IPAddress) -> str | None:
+    """What makes `address` internal ("a loopback address", ...), or None for a public one."""
+    if address.is_unspecified:
+        return "an unspecified address"
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_multicast:
+        return "a multicast address"
+    if any(address in network for network in _PRIVATE) or address in _UNIQUE_LOCAL:
+        return "a private address"
+    if address in _SHARED:
+        return "a carrier-grade NAT address"
+    if isinstance(address, IPv6Address) and address.is_site_local:
+        return "a site-local address"
+    if address.is_private or address.is_reserved or not address.is_global:
+        return "a special-purpose address"
+    return None
+
+
+def refused_kind(address: IPAddress, allow_private: Networks) -> str | None:
+    """Why a webhook may not go to `address` ("a private address"), or None when it may: the
+    address is public, or in a network the operator allowed (GATEWAY_WEBHOOK_ALLOW_PRIVATE)."""
+    inner = _ipv4_inside(address)
+    if address in allow_private or (inner is not None and inner in allow_private):
+        return None
+    return _internal_kind(inner) if inner is not None else _internal_kind(address)
+
+
+def allow_hint(addresses: tuple[IPAddress, ...], allow_private: Networks) -> str:
+    """What the operator does to let webhooks go to `addresses`, one host network each: "set
+    GATEWAY_WEBHOOK_ALLOW_PRIVATE=10.0.0.5/32" (or "add ... to" when it already has networks;
+    those are not repeated, as organization admins read this too)."""
+    hosts = ",".join(f"{_host(a)}/{_host(a).max_prefixlen}" for a in addresses)
+    if allow_private:
+        return f"add {hosts} to {ALLOW_SETTING}"
+    return f"set {ALLOW_SETTING}={hosts}"
+
+
+def _host(address: IPAddress) -> IPAddress:
+    """The address to allow: the IPv4 one inside (mapped, ...), and without an IPv6 zone."""
+    inner = _ipv4_inside(address)
+    return inner if inner is not None else type(address)(int(address))
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    """`host` as an address when it is one, including the forms the resolver also reads as IPv4
+    (`127.1`, `2130706433`, `0x7f.0.0.1`); None for a name."""
+    try:
+        return ip_address(host)
+    except ValueError:
+        pass
+    try:
+        return IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def _check_destination(host: str, shown: str, allow_private: Networks) -> None:
+    """Refuse a literal internal address or `localhost` (RFC 6761: always the loopback); other
+    names are checked when delivered to, against what they resolve to then."""
+    name = host.rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        if any(address in allow_private for address in _LOCALHOST):
+            return
+        kind, addresses = "a loopback name", _LOCALHOST
+    else:
+        address = _literal_address(host)
+        kind = refused_kind(address, allow_private) if address is not None else None
+        if address is None or kind is None:
+            return
+        addresses = (address,)
+    raise InvalidInput(
+        f"{shown} is {kind}: webhooks go to public addresses only, so that no organization can "
+        "make the gateway post into its own network. Use a public URL, or ask the gateway's "
+        f"operator to {allow_hint(addresses, allow_private)}."
+    )
+
+
+def _check_url(url: str, allow_private: Networks) -> str:
     url = (url or "").strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(f"{url!r} is not an http:// or https:// URL")
     if len(url) > 2000:
         raise InvalidInput("the URL is longer than 2000 characters")
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number from 0 to 65535)
+    except ValueError:
+        raise InvalidInput(f"{url!r} has an invalid port") from None
+    _check_destination(parts.hostname, display_url(url), allow_private)
     return url
 
 
@@ -89,8 +201,11 @@ def add_endpoint(
     actor: str,
     events: list[str] | tuple[str, ...] | None = None,
     description: str | None = None,
+    allow_private: Networks = PUBLIC_ONLY,
 ) -> AddedEndpoint:
-    url = _check_url(url)
+    """Add an endpoint. `allow_private` is the operator's GATEWAY_WEBHOOK_ALLOW_PRIVATE
+    (`config.webhook_allow_private`); without it only public destinations are accepted."""
+    url = _check_url(url, allow_private)
     patterns = _check_events(events)
     count = len(list_endpoints(session, org))
     if count >= MAX_ENDPOINTS:
