@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -72,6 +73,11 @@ def _read_columns(model, groups: str | None = None):  # type: ignore[no-untyped-
 
 
 _USER_INSERT = insert(DirectoryUser.__table__)
+_USER_INSERT_PG = (
+    postgresql.insert(DirectoryUser.__table__)
+    .on_conflict_do_nothing()
+    .returning(DirectoryUser.__table__.c.id)
+)
 _USER_INSERT_COLUMNS = list(DirectoryUser.__table__.columns)
 
 _USER_GROUPS = (
@@ -541,22 +547,23 @@ class ScimService:
         """A new user as one INSERT statement, without the ORM's unit of work (POST /Users is
         the hottest write an IdP makes); `row` stays outside the session and carries the values
         the answer is made of. A clash is found by the unique indexes, as in `_insert_unique`:
-        SQLite refuses only the statement, PostgreSQL the transaction, so there the INSERT runs
-        in a savepoint."""
+        SQLite refuses only the statement; on PostgreSQL, where a refused statement would end
+        the transaction, the INSERT skips a clashing row (ON CONFLICT DO NOTHING) and says so by
+        returning nothing, which costs no savepoint round trips."""
         row.id, row.version = new_id(), 1
         values = {c.key: getattr(row, c.key) for c in _USER_INSERT_COLUMNS}
         connection = self.session.connection()
-        try:
-            if connection.dialect.name == "postgresql":
-                with connection.begin_nested():
-                    connection.execute(_USER_INSERT, values)
-            else:
+        if connection.dialect.name == "postgresql":
+            clash = connection.execute(_USER_INSERT_PG, values).first() is None
+        else:
+            try:
                 connection.execute(_USER_INSERT, values)
-        except IntegrityError:
+                clash = False
+            except IntegrityError:
+                clash = True
+        if clash:
             self._check_unique(USER_TYPE, row)
-            raise Uniqueness(
-                "userName or externalId is already taken in this organization"
-            ) from None
+            raise Uniqueness("userName or externalId is already taken in this organization")
 
     def _insert_unique(self, rtype: ResourceType, row: DirectoryUser | DirectoryGroup) -> None:
         """Insert a new resource and let the unique indexes find a clash (no SELECT ahead of
