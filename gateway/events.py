@@ -85,6 +85,8 @@ def display_url(url: str) -> str:
     """The endpoint without query string or credentials, for lists and logs."""
     parts = urlsplit(url)
     host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address keeps its brackets
+        host = f"[{host}]"
     if parts.port:
         host = f"{host}:{parts.port}"
     return f"{parts.scheme}://{host}{parts.path}"
