@@ -26,7 +26,8 @@ def redact(message: str) -> str:
 
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = getattr(g, "request_id", "-") if has_request_context() else "-"
+        if "request_id" not in record.__dict__:  # the access line brings its own
+            record.request_id = getattr(g, "request_id", "-") if has_request_context() else "-"
         return True
 
 

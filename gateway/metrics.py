@@ -9,9 +9,8 @@ Does not: log, or expose anything about organizations beyond counts.
 from __future__ import annotations
 
 import os
-import time
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -95,20 +94,23 @@ class DatabaseCollector:
         yield from (backlog, runs, held, queued)
 
 
+_children: dict[tuple[str, str, int], tuple] = {}
+
+
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    """Count one answered request (called by the app's after-request hook, which times it)."""
+    key = (route, method, status)
+    children = _children.get(key)
+    if children is None:  # a race here only builds the same pair twice
+        children = _children[key] = (
+            REQUESTS.labels(route, method, str(status)),
+            LATENCY.labels(route, method),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
+
+
 def register(app: Flask, db: Database) -> None:
-    @app.before_request
-    def _start_timer() -> None:
-        g.metrics_started = time.perf_counter()
-
-    @app.after_request
-    def _count(response):  # type: ignore[no-untyped-def]
-        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-        started = g.get("metrics_started")
-        if started is not None:
-            LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
-        return response
-
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
