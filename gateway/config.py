@@ -215,7 +215,7 @@ SETTINGS: tuple[Setting, ...] = (
         "GATEWAY_DB_POOL_SIZE",
         _positive_int,
         "5",
-        "Connections kept open per process (PostgreSQL).",
+        "Connections kept open per process (PostgreSQL), and as many again for SCIM reads.",
     ),
     Setting(
         "GATEWAY_DB_STATEMENT_TIMEOUT_MS",

@@ -61,8 +61,8 @@ def test_connections_the_server_closed_are_replaced_without_an_error(scim, datab
     )
     assert created.status_code == 201
     user_id = created.get_json()["id"]
-    # Several connections in the pool, all idle.
-    held = [database.engine.connect() for _ in range(3)]
+    # Several connections in each pool (writes, and the short reads of SCIM GETs), all idle.
+    held = [engine.connect() for engine in (database.engine, database.lookup_engine) for _ in "abc"]
     for conn in held:
         conn.execute(text("select 1"))
     for conn in held:

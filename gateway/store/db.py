@@ -41,7 +41,10 @@ def _unicode_lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
 
-def make_engine(url: str, *, pool_size: int = 5, statement_timeout_ms: int = 0) -> Engine:
+def make_engine(
+    url: str, *, pool_size: int = 5, statement_timeout_ms: int = 0, autocommit: bool = False
+) -> Engine:
+    """`autocommit`: every statement commits on its own and no BEGIN is sent (short reads)."""
     if url.startswith("sqlite"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # hide_parameters: error messages (and so logs) never carry request values.
@@ -67,6 +70,8 @@ def make_engine(url: str, *, pool_size: int = 5, statement_timeout_ms: int = 0) 
             # queue on busy_timeout instead of one failing with "database is locked" half way
             # through; reads stay DEFERRED and run beside writers under WAL.
             # (Straight to the driver: this runs for every transaction.)
+            if autocommit:
+                return  # the driver's own mode: each statement is its own transaction
             raw = conn.connection.driver_connection
             raw.execute(
                 "BEGIN" if conn.get_execution_options().get("read_only") else "BEGIN IMMEDIATE"
@@ -82,6 +87,8 @@ def make_engine(url: str, *, pool_size: int = 5, statement_timeout_ms: int = 0) 
         hide_parameters=True,
         pool_recycle=1800,
         connect_args={"options": options} if options else {},
+        # Set once on each new connection, not switched at every checkout and back.
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
     event.listen(engine, "checkout", _closed_by_server)
     return engine
@@ -186,12 +193,21 @@ class Database:
             )
         reading = self.engine.execution_options(read_only=True)
         self.read_sessions = sessionmaker(reading, expire_on_commit=False)
-        if self.dialect == "postgresql":
-            # No BEGIN/ROLLBACK round trips around a short read: under READ COMMITTED each
-            # statement sees its own snapshot inside a transaction too, so this changes nothing
-            # for them (streaming reads need a transaction: they use `read()`).
-            reading = reading.execution_options(isolation_level="AUTOCOMMIT")
-        self.lookup_engine = reading
+        # Short reads (a SCIM GET) run on connections of their own in autocommit: no
+        # BEGIN/ROLLBACK around them. Each statement reads one snapshot, as it does inside a
+        # READ COMMITTED transaction; reads that need one snapshot for several statements, or
+        # stream, use `read()`. An in-memory SQLite database lives in its one connection.
+        self._own_lookup_engine = ":memory:" not in url
+        self.lookup_engine = (
+            make_engine(
+                url,
+                pool_size=pool_size,
+                statement_timeout_ms=statement_timeout_ms,
+                autocommit=True,
+            )
+            if self._own_lookup_engine
+            else reading
+        )
 
     @property
     def dialect(self) -> str:
@@ -228,8 +244,8 @@ class Database:
     @contextmanager
     def lookup(self) -> Iterator[Connection]:
         """A Core connection for a short read of a few statements that does not stream its
-        results (a SCIM GET): like `read()` without the ORM session, and on PostgreSQL without
-        the transaction round trips."""
+        results (a SCIM GET): like `read()` without the ORM session, in autocommit (no BEGIN
+        and ROLLBACK), from a pool of its own."""
         with self.lookup_engine.connect() as connection:
             yield connection
 
@@ -264,3 +280,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._own_lookup_engine:
+            self.lookup_engine.dispose()
