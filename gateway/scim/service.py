@@ -39,6 +39,7 @@ from gateway.store.models import (
     new_id,
     utcnow,
 )
+from gateway.store.prebuilt import PrebuiltSelect
 
 SOURCE = "scim"
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
@@ -103,10 +104,12 @@ _LOOKUP_COLUMNS = {
 }
 _LOOKUPS = {
     (model, name, groups): (
-        _read_columns(model, groups).where(
-            model.org_id == bindparam("org_id"),
-            model.source == SOURCE,
-            column == bindparam("value"),
+        PrebuiltSelect(
+            _read_columns(model, groups).where(
+                model.org_id == bindparam("org_id"),
+                model.source == SOURCE,
+                column == bindparam("value"),
+            )
         ),
         lowered,
     )
@@ -201,11 +204,10 @@ class ScimService:
 
     def get(self, rtype: ResourceType, resource_id: str, query: Query = Query()) -> Outcome:
         statement, _ = _LOOKUPS[(self._model(rtype), "id", self._groups_in_row(rtype, query))]
-        params = {"org_id": self.org_id, "value": resource_id}
-        row = self._sql().execute(statement, params).first()
-        if row is None:
+        rows = statement.rows(self._sql(), {"org_id": self.org_id, "value": resource_id})
+        if not rows:
             raise NotFound(f"{rtype.name} {resource_id} not found")
-        return Outcome(row, self.represent([row], rtype, query)[0])
+        return Outcome(rows[0], self.represent(rows, rtype, query)[0])
 
     def search(self, rtype: ResourceType, query: Query) -> dict[str, Any]:
         start = max(query.start_index, 1)
@@ -270,7 +272,7 @@ class ScimService:
             return None  # the full parser says what is wrong with it
         statement, lowered = found
         params = {"org_id": self.org_id, "value": value.lower() if lowered else value}
-        return list(self._sql().execute(statement, params))
+        return statement.rows(self._sql(), params)
 
     def represent(
         self, rows: list, rtype: ResourceType, query: Query = Query(), *, new: bool = False

@@ -1,0 +1,81 @@
+"""Prebuilt SELECTs run straight on the driver's cursor, for the hottest reads.
+
+Does: compile a Core SELECT once per dialect (SQL text, parameter order, each column's result
+conversion) and run it on the DBAPI connection under a Core `Connection`, returning named
+tuples. SQLAlchemy's work per execution (cache key, execution context, result object) costs a
+SCIM GET by id more than the statement itself: 50 us of 70 on SQLite, 50 of 200 on
+PostgreSQL. Does not: stream, take expanding (IN) parameters, or run anything but a SELECT;
+everything else goes through `Connection.execute`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import namedtuple
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, Select
+from sqlalchemy.engine import Dialect
+
+
+class _Compiled:
+    def __init__(self, statement: Select, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self.defaults = dict(compiled.params)  # literal values bound in the statement itself
+        self.positions = list(compiled.positiontup or ()) if compiled.positional else None
+        self.row = namedtuple("Row", [c.key for c in statement.selected_columns])  # type: ignore[misc]
+        converters: list[Callable[[Any], Any] | None] = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns
+        ]
+        self.converters = (
+            [(i, f) for i, f in enumerate(converters) if f is not None] if any(converters) else []
+        )
+
+
+class PrebuiltSelect:
+    """One SELECT, compiled for each dialect the first time it runs there."""
+
+    def __init__(self, statement: Select) -> None:
+        self.statement = statement
+        self._compiled: dict[str, _Compiled] = {}
+        self._lock = threading.Lock()
+
+    def _for(self, dialect: Dialect) -> _Compiled:
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            with self._lock:
+                compiled = self._compiled.setdefault(
+                    dialect.name, _Compiled(self.statement, dialect)
+                )
+        return compiled
+
+    def rows(self, connection: Connection, params: Mapping[str, Any]) -> list:
+        """Every row, as named tuples with the columns' keys."""
+        compiled = self._for(connection.dialect)
+        values = {**compiled.defaults, **params}
+        bound = values if compiled.positions is None else [values[k] for k in compiled.positions]
+        dbapi = connection.connection.dbapi_connection
+        cursor = dbapi.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(compiled.sql, bound)
+            raw = cursor.fetchall()
+        except connection.dialect.loaded_dbapi.Error as exc:
+            # As Connection.execute would: a connection the server dropped leaves the pool.
+            if connection.dialect.is_disconnect(exc, dbapi, cursor):
+                connection.invalidate(exc)
+            raise
+        finally:
+            cursor.close()
+        make, converters = compiled.row, compiled.converters
+        if not converters:
+            return [make(*r) for r in raw]
+        out = []
+        for r in raw:
+            values_ = list(r)
+            for i, convert in converters:
+                values_[i] = convert(values_[i])
+            out.append(make(*values_))
+        return out

@@ -1,0 +1,87 @@
+"""Prebuilt SELECTs on the driver's cursor (gateway.store.prebuilt): the same rows as
+SQLAlchemy's own execution, and a dropped connection leaves the pool as it would there."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from conftest import make_org
+from sqlalchemy import bindparam, create_engine, select, text
+from sqlalchemy.pool import NullPool
+
+from gateway.store.models import DirectoryUser
+from gateway.store.prebuilt import PrebuiltSelect
+
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+
+BY_ORG = select(
+    DirectoryUser.id,
+    DirectoryUser.user_name,
+    DirectoryUser.resource,
+    DirectoryUser.created_at,
+    DirectoryUser.version,
+).where(DirectoryUser.org_id == bindparam("org_id"), DirectoryUser.source == "scim")
+
+
+def test_rows_are_those_sqlalchemy_returns(scim, database):
+    for name in ("ana", "Bjørn", 'quote"d'):
+        assert scim.post("/Users", {"schemas": [USER], "userName": name}).status_code == 201
+    prebuilt = PrebuiltSelect(BY_ORG.order_by(DirectoryUser.user_name))
+    with database.lookup() as connection:
+        ours = prebuilt.rows(connection, {"org_id": scim.org_id})
+        theirs = list(connection.execute(prebuilt.statement, {"org_id": scim.org_id}))
+    assert [tuple(r) for r in ours] == [tuple(r) for r in theirs]
+    assert [r.user_name for r in ours] == sorted(["ana", "Bjørn", 'quote"d'])
+    first = ours[0]
+    # Converted as the columns' types say: JSON decoded, timestamps aware and in UTC.
+    assert first.resource["userName"] == first.user_name
+    assert first.created_at.utcoffset() == UTC.utcoffset(None)
+    assert abs((datetime.now(UTC) - first.created_at).total_seconds()) < 60
+    assert first.version == 1
+    # Another organization's rows are not returned, and nothing matches gives no rows.
+    other, _ = make_org(database, "Globex")
+    with database.lookup() as connection:
+        assert prebuilt.rows(connection, {"org_id": other}) == []
+
+
+def test_runs_inside_a_write_transaction(scim, database):
+    """On a session's connection it sees the transaction's own uncommitted rows."""
+    assert scim.post("/Users", {"schemas": [USER], "userName": "x"}).status_code == 201
+    prebuilt = PrebuiltSelect(BY_ORG)
+    with database.transaction() as session:
+        session.execute(
+            text("update directory_users set version = 9 where org_id = :o"), {"o": scim.org_id}
+        )
+        rows = prebuilt.rows(session.connection(), {"org_id": scim.org_id})
+        assert [r.version for r in rows] == [9]
+        session.rollback()
+    with database.lookup() as connection:
+        assert [r.version for r in prebuilt.rows(connection, {"org_id": scim.org_id})] == [1]
+
+
+def test_a_connection_the_server_dropped_mid_request_is_discarded(scim, database, db_kind):
+    if db_kind != "postgresql":
+        pytest.skip("SQLite has no server to drop connections")
+    assert scim.post("/Users", {"schemas": [USER], "userName": "ana"}).status_code == 201
+    prebuilt = PrebuiltSelect(BY_ORG)
+    with database.lookup() as connection:
+        pid = connection.exec_driver_sql("select pg_backend_pid()").scalar()
+        killer = create_engine(database.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        with killer.connect() as conn:
+            conn.execute(text("select pg_terminate_backend(:p)"), {"p": pid})
+            deadline = time.monotonic() + 10
+            while conn.execute(
+                text("select 1 from pg_stat_activity where pid = :p"), {"p": pid}
+            ).first():
+                assert time.monotonic() < deadline, "terminated backend did not exit"
+                time.sleep(0.02)
+        killer.dispose()
+        with pytest.raises(psycopg.OperationalError):
+            prebuilt.rows(connection, {"org_id": scim.org_id})
+        assert connection.invalidated
+    # The next read gets a live connection.
+    with database.lookup() as connection:
+        assert [r.user_name for r in prebuilt.rows(connection, {"org_id": scim.org_id})] == ["ana"]
