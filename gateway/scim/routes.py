@@ -152,7 +152,12 @@ def _int_param(params: dict, name: str, default: int | None) -> int | None:
         raise InvalidValue(f"{name} must be an integer, got {value!r}") from None
 
 
+_NO_QUERY = Query()
+
+
 def query_from(params: dict) -> Query:
+    if not params:  # a GET by id, most writes
+        return _NO_QUERY
     sort_order = params.get("sortOrder") or "ascending"
     if sort_order.lower() not in {"ascending", "descending"}:
         raise InvalidValue("sortOrder must be ascending or descending")
@@ -168,14 +173,15 @@ def query_from(params: dict) -> Query:
 
 
 def service(session) -> ScimService:  # type: ignore[no-untyped-def]
-    config = gateway().config
+    gw = gateway()
+    config = gw.config
     return ScimService(
         session,
         g.org_id,
         base_url(),
         default_count=config.scim_default_count,
         max_results=config.scim_max_results,
-        queued=gateway().drainer.wake if config.scim_apply == "queued" else None,
+        queued=gw.drainer.wake if config.scim_apply == "queued" else None,
     )
 
 
