@@ -215,7 +215,8 @@ SETTINGS: tuple[Setting, ...] = (
         "GATEWAY_DB_POOL_SIZE",
         _positive_int,
         "5",
-        "Connections kept open per process (PostgreSQL), and as many again for SCIM reads.",
+        "Connections kept open per process for writes (PostgreSQL), and as many for SCIM reads; "
+        "each pool opens up to as many again in a burst, so a process uses at most 4x this.",
     ),
     Setting(
         "GATEWAY_DB_STATEMENT_TIMEOUT_MS",

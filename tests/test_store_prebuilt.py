@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from conftest import make_org
 from sqlalchemy import bindparam, create_engine, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from gateway.store.models import DirectoryUser
@@ -20,6 +21,7 @@ USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 BY_ORG = select(
     DirectoryUser.id,
     DirectoryUser.user_name,
+    DirectoryUser.external_id,  # NULL unless the IdP sent one
     DirectoryUser.resource,
     DirectoryUser.created_at,
     DirectoryUser.version,
@@ -28,7 +30,10 @@ BY_ORG = select(
 
 def test_rows_are_those_sqlalchemy_returns(scim, database):
     for name in ("ana", "Bjørn", 'quote"d'):
-        assert scim.post("/Users", {"schemas": [USER], "userName": name}).status_code == 201
+        body = {"schemas": [USER], "userName": name}
+        if name == "ana":
+            body["externalId"] = "00u-ana"
+        assert scim.post("/Users", body).status_code == 201
     prebuilt = PrebuiltSelect(BY_ORG.order_by(DirectoryUser.user_name))
     with database.lookup() as connection:
         ours = prebuilt.rows(connection, {"org_id": scim.org_id})
@@ -41,10 +46,33 @@ def test_rows_are_those_sqlalchemy_returns(scim, database):
     assert first.created_at.utcoffset() == UTC.utcoffset(None)
     assert abs((datetime.now(UTC) - first.created_at).total_seconds()) < 60
     assert first.version == 1
+    assert {r.user_name: r.external_id for r in ours}["ana"] == "00u-ana"
+    assert {r.user_name: r.external_id for r in ours}["Bjørn"] is None
     # Another organization's rows are not returned, and nothing matches gives no rows.
     other, _ = make_org(database, "Globex")
     with database.lookup() as connection:
         assert prebuilt.rows(connection, {"org_id": other}) == []
+        # Autocommit: the read leaves no transaction open on the driver's connection.
+        assert not _in_transaction(connection.connection.driver_connection)
+
+
+def _in_transaction(driver) -> bool:  # type: ignore[no-untyped-def]
+    if isinstance(driver, psycopg.Connection):
+        return driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+    return driver.in_transaction  # sqlite3
+
+
+def test_a_missing_parameter_is_an_error_not_a_null(database):
+    with database.lookup() as connection, pytest.raises(ValueError, match="org_id"):
+        PrebuiltSelect(BY_ORG).rows(connection, {})
+
+
+def test_parameters_it_cannot_bind_as_sqlalchemy_would_are_refused(database):
+    since = select(DirectoryUser.id).where(DirectoryUser.created_at > bindparam("since"))
+    listed = select(DirectoryUser.id).where(DirectoryUser.id.in_(bindparam("ids", expanding=True)))
+    for statement, params in ((since, {"since": datetime.now(UTC)}), (listed, {"ids": ["x"]})):
+        with database.lookup() as connection, pytest.raises(ValueError, match=next(iter(params))):
+            PrebuiltSelect(statement).rows(connection, params)
 
 
 def test_runs_inside_a_write_transaction(scim, database):
@@ -79,8 +107,10 @@ def test_a_connection_the_server_dropped_mid_request_is_discarded(scim, database
                 assert time.monotonic() < deadline, "terminated backend did not exit"
                 time.sleep(0.02)
         killer.dispose()
-        with pytest.raises(psycopg.OperationalError):
+        with pytest.raises(DBAPIError) as raised:
             prebuilt.rows(connection, {"org_id": scim.org_id})
+        assert raised.value.connection_invalidated
+        assert isinstance(raised.value.orig, psycopg.OperationalError)
         assert connection.invalidated
     # The next read gets a live connection.
     with database.lookup() as connection:

@@ -109,6 +109,14 @@ def _closed_by_server(dbapi_conn, _record, _proxy) -> None:  # type: ignore[no-u
         raise DisconnectionError("the server closed the connection")
 
 
+def _in_memory(engine: Engine) -> bool:
+    """An in-memory SQLite database, which lives in its one connection."""
+    url = engine.url
+    return url.get_backend_name() == "sqlite" and (
+        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+    )
+
+
 def alembic_config(engine: Engine) -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -197,7 +205,7 @@ class Database:
         # BEGIN/ROLLBACK around them. Each statement reads one snapshot, as it does inside a
         # READ COMMITTED transaction; reads that need one snapshot for several statements, or
         # stream, use `read()`. An in-memory SQLite database lives in its one connection.
-        self._own_lookup_engine = ":memory:" not in url
+        self._own_lookup_engine = not _in_memory(self.engine)
         self.lookup_engine = (
             make_engine(
                 url,
