@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from conftest import make_org
 from sqlalchemy import bindparam, create_engine, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
@@ -28,7 +27,7 @@ BY_ORG = select(
 ).where(DirectoryUser.org_id == bindparam("org_id"), DirectoryUser.source == "scim")
 
 
-def test_rows_are_those_sqlalchemy_returns(scim, database):
+def test_rows_are_those_sqlalchemy_returns(scim, database, new_org):
     for name in ("ana", "Bjørn", 'quote"d'):
         body = {"schemas": [USER], "userName": name}
         if name == "ana":
@@ -49,7 +48,7 @@ def test_rows_are_those_sqlalchemy_returns(scim, database):
     assert {r.user_name: r.external_id for r in ours}["ana"] == "00u-ana"
     assert {r.user_name: r.external_id for r in ours}["Bjørn"] is None
     # Another organization's rows are not returned, and nothing matches gives no rows.
-    other, _ = make_org(database, "Globex")
+    other, _ = new_org("Globex")
     with database.lookup() as connection:
         assert prebuilt.rows(connection, {"org_id": other}) == []
         # Autocommit: the read leaves no transaction open on the driver's connection.
