@@ -31,9 +31,10 @@ from test_provisioning_rules import (
 
 from gateway.outbox import worker
 from gateway.provisioning import queue
+from gateway.scim.errors import Uniqueness
 from gateway.scim.schema import GROUP_TYPE, USER_TYPE
 from gateway.scim.service import ScimService
-from gateway.store.models import Member, OutboxMessage, PendingChange
+from gateway.store.models import DirectoryUser, Member, OutboxMessage, PendingChange
 
 
 @pytest.fixture
@@ -140,6 +141,36 @@ def test_queued_write_answers_as_inline_and_the_member_follows(queued, scim, dat
     )
     settle(database)
     assert members(database, queued.org_id)["ana@acme.com"]["status"] == "revoked"
+
+
+def test_a_queued_user_that_clashes_writes_neither_user_nor_change(database, new_org):
+    """A POST whose userName or externalId is taken is refused (409) and has written no
+    directory user and queued no change, and the transaction goes on (on PostgreSQL the clashing
+    INSERT skips its row instead of ending the transaction); whoever applies is woken once."""
+    org_id, _ = new_org("Clash")
+    woken: list[int] = []
+    with database.transaction() as session:
+        service = ScimService(
+            session, org_id, "https://scim.example.test", queued=lambda: woken.append(1)
+        )
+        service.create(USER_TYPE, {**user("ana"), "externalId": "00u-ana"})
+        clashes = [
+            ({**user("ANA"), "externalId": "00u-other"}, "userName"),
+            ({**user("bob"), "externalId": "00u-ana"}, "externalId"),
+        ]
+        for body, attribute in clashes:
+            with pytest.raises(Uniqueness, match=attribute):
+                service.create(USER_TYPE, body)
+            # Still usable: nothing of the refused write is in the transaction.
+            assert session.scalar(select(func.count()).select_from(PendingChange)) == 1
+            assert session.scalar(select(func.count()).select_from(DirectoryUser)) == 1
+        created = service.create(USER_TYPE, user("carol"))
+        assert created.document["userName"] == "carol@acme.com"
+        assert session.scalar(select(func.count()).select_from(PendingChange)) == 2
+        assert woken == []  # whoever applies is woken once the changes are committed
+    assert woken == [1]
+    settle(database)
+    assert set(members(database, org_id)) == {"ana@acme.com", "carol@acme.com"}
 
 
 def test_queued_changes_wait_in_the_database_until_applied(database, new_org):
