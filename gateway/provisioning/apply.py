@@ -3,6 +3,7 @@ caller's transaction. Deprovisionings pass the guard first; what it holds is rec
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, insert, select, update
@@ -64,20 +65,29 @@ class _Applier:
         self.now = utcnow()
         self.events: list[dict] = []
         self.seats = lifecycle.Seats.load(session, org)
-        self.groups = {
-            name.lower(): gid
-            for gid, name in session.execute(
-                select(Group.id, Group.name).where(Group.org_id == org.id)
-            )
-        }
-        self.collections = {
-            name.lower(): cid
-            for cid, name in session.execute(
-                select(Collection.id, Collection.name).where(Collection.org_id == org.id)
-            )
-        }
         self.members: dict[str, Member] = {}
         self.new_members: dict[str, str] = {}  # e-mail -> id of members this Plan invites
+
+    # The organization's groups and collections by lower-cased name, read the first time a
+    # change needs them (most SCIM writes need neither); every change that creates, renames or
+    # deletes one updates the map right after, so it holds whether it was read before or after.
+    @functools.cached_property
+    def groups(self) -> dict[str, str]:
+        return {
+            name.lower(): gid
+            for gid, name in self.session.execute(
+                select(Group.id, Group.name).where(Group.org_id == self.org.id)
+            )
+        }
+
+    @functools.cached_property
+    def collections(self) -> dict[str, str]:
+        return {
+            name.lower(): cid
+            for cid, name in self.session.execute(
+                select(Collection.id, Collection.name).where(Collection.org_id == self.org.id)
+            )
+        }
 
     def event(self, type_: str, target_type: str, target_id: str | None, **detail: object) -> None:
         self.events.append(
