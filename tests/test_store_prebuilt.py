@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from sqlalchemy import bindparam, create_engine, select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
+from test_store_retry import create_engine_for
 
 from gateway.store.models import DirectoryUser
 from gateway.store.prebuilt import PrebuiltSelect
@@ -96,7 +96,7 @@ def test_a_connection_the_server_dropped_mid_request_is_discarded(scim, database
     prebuilt = PrebuiltSelect(BY_ORG)
     with database.lookup() as connection:
         pid = connection.exec_driver_sql("select pg_backend_pid()").scalar()
-        killer = create_engine(database.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        killer = create_engine_for(database.url)
         with killer.connect() as conn:
             conn.execute(text("select pg_terminate_backend(:p)"), {"p": pid})
             deadline = time.monotonic() + 10

@@ -191,13 +191,13 @@ class Database:
         # lock of ours instead, where the next one starts the moment the lock is free: threads
         # of a process on an RLock, processes (gunicorn workers, the worker, the CLI) on a file
         # lock beside the database. PostgreSQL locks rows, so writers run together.
+        in_memory = _in_memory(self.engine)
         self._writer: contextlib.AbstractContextManager = contextlib.nullcontext()
         if self.dialect == "sqlite":
-            path = self.engine.url.database
             self._writer = (
-                _SqliteWriters(Path(path + ".writer"))
-                if path and path != ":memory:"
-                else threading.RLock()
+                threading.RLock()
+                if in_memory
+                else _SqliteWriters(Path(str(self.engine.url.database) + ".writer"))
             )
         reading = self.engine.execution_options(read_only=True)
         self.read_sessions = sessionmaker(reading, expire_on_commit=False)
@@ -205,7 +205,7 @@ class Database:
         # BEGIN/ROLLBACK around them. Each statement reads one snapshot, as it does inside a
         # READ COMMITTED transaction; reads that need one snapshot for several statements, or
         # stream, use `read()`. An in-memory SQLite database lives in its one connection.
-        self._own_lookup_engine = not _in_memory(self.engine)
+        self._own_lookup_engine = not in_memory
         self.lookup_engine = (
             make_engine(
                 url,

@@ -39,13 +39,13 @@ class _Compiled:
         }
         self.positions = list(compiled.positiontup or ()) if compiled.positional else None
         self.row = namedtuple("Row", [c.key for c in statement.selected_columns])  # type: ignore[misc]
-        converters: list[Callable[[Any], Any] | None] = [
+        processors = (
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in statement.selected_columns
-        ]
-        self.converters = (
-            [(i, f) for i, f in enumerate(converters) if f is not None] if any(converters) else []
         )
+        self.converters: list[tuple[int, Callable[[Any], Any]]] = [
+            (i, f) for i, f in enumerate(processors) if f is not None
+        ]
 
 
 class PrebuiltSelect:
@@ -95,13 +95,10 @@ class PrebuiltSelect:
             ) from exc
         finally:
             cursor.close()
-        make, converters = compiled.row, compiled.converters
-        if not converters:
-            return [make(*r) for r in raw]
         out = []
         for r in raw:
-            values_ = list(r)
-            for i, convert in converters:
-                values_[i] = convert(values_[i])
-            out.append(make(*values_))
+            row = list(r)
+            for i, convert in compiled.converters:
+                row[i] = convert(row[i])
+            out.append(compiled.row(*row))
         return out
