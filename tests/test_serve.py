@@ -67,6 +67,12 @@ def test_serve_on_empty_database_prints_demo_org_once_and_serves_scim(tmp_path: 
         output = server.stop()
     # the rest of the output (the banner was read above) does not repeat the token
     assert token not in output, "the token is printed once only"
+    # every request's access line was written by the time the workers stopped (the log
+    # writer runs in a thread of each worker: the last lines are flushed on the way out)
+    path = base.removeprefix(server.url)
+    assert output.count(f"GET {path}/ServiceProviderConfig 200") == 5
+    assert re.search(rf"POST {re.escape(path)}/Users 201 ", output)
+    assert output.count(f"GET {path}/Users 401") == 1
 
     again = Served(tmp_path / "data")
     try:
