@@ -107,14 +107,18 @@ def _row(event: Event) -> dict:
 def _endpoints(session: Session, org_id: str) -> list[tuple[str, str, list[str]]]:
     cache: dict = session.info.setdefault(_CACHE, {})
     if org_id not in cache:
-        cache[org_id] = [
-            (e.id, display_url(e.url), list(e.events or []))
-            for e in session.scalars(
-                select(WebhookEndpoint)
-                .where(WebhookEndpoint.org_id == org_id)
-                .order_by(WebhookEndpoint.created_at)
-            )
-        ]
+        # No autoflush: the endpoints do not depend on what the transaction has pending, and
+        # a flush here would write a new member before the same transaction invites it (an
+        # INSERT, then an UPDATE) instead of once, with the events together.
+        with session.no_autoflush:
+            cache[org_id] = [
+                (e.id, display_url(e.url), list(e.events or []))
+                for e in session.scalars(
+                    select(WebhookEndpoint)
+                    .where(WebhookEndpoint.org_id == org_id)
+                    .order_by(WebhookEndpoint.created_at)
+                )
+            ]
     return cache[org_id]
 
 

@@ -93,9 +93,11 @@ def change_delta(session: Session, change: DirectoryChange) -> DirectoryDelta:
     )
 
 
-def on_directory_change(session: Session, change: DirectoryChange) -> ApplyResult:
-    """The incremental reconcile after a source wrote the directory layer."""
-    org = session.get(Organization, change.org_id)
+def on_directory_change(
+    session: Session, change: DirectoryChange, org: Organization | None
+) -> ApplyResult:
+    """The incremental reconcile after a source wrote the directory layer; `org`: the
+    organization as `lock_org` read it (None: there is none)."""
     if org is None:
         raise NotFound(f"organization {change.org_id} not found")
     delta = change_delta(session, change)

@@ -46,11 +46,10 @@ def directory_changed(
         return
     from gateway.provisioning.engine import on_directory_change
 
-    lock_org(session, change.org_id)
-    on_directory_change(session, change)
+    on_directory_change(session, change, lock_org(session, change.org_id))
 
 
-def lock_org(session: Session, org_id: str, *, skip_locked: bool = False) -> bool:
+def lock_org(session: Session, org_id: str, *, skip_locked: bool = False) -> Organization | None:
     """Take the organization's reconcile lock for the rest of the transaction; every path that
     plans and applies changes to an organization's members and groups (a source's change, the
     queue, a new mapping, an approved hold, `plan --apply`) takes it before it reads what it
@@ -59,13 +58,18 @@ def lock_org(session: Session, org_id: str, *, skip_locked: bool = False) -> boo
 
     On PostgreSQL a row lock on the organization. NO KEY UPDATE: rows being inserted hold KEY
     SHARE on the organization through their foreign keys and must not deadlock with it. With
-    `skip_locked`, returns False instead of waiting when another transaction holds it. SQLite
-    writers are already one at a time (BEGIN IMMEDIATE): always True there."""
+    `skip_locked`, returns None instead of waiting when another transaction holds it. SQLite
+    writers are already one at a time (BEGIN IMMEDIATE): nothing to take there.
+
+    Returns the organization (None when there is none), read under the lock: what follows plans
+    from it, and `session.get` finds it without another round trip while the caller holds it
+    (the session keeps only weak references to unchanged rows)."""
     if session.get_bind().dialect.name != "postgresql":
-        return True
+        return session.get(Organization, org_id)
     statement = (
-        select(Organization.id)
+        select(Organization)
         .where(Organization.id == org_id)
         .with_for_update(key_share=True, skip_locked=skip_locked)
+        .execution_options(populate_existing=True)
     )
-    return session.execute(statement).first() is not None
+    return session.scalars(statement).first()

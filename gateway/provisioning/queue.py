@@ -32,7 +32,7 @@ from gateway.provisioning.engine import apply_delta, change_delta
 from gateway.provisioning.entry import DirectoryChange, lock_org
 from gateway.provisioning.reconcile import DirectoryDelta
 from gateway.store import Database
-from gateway.store.models import Organization, PendingChange
+from gateway.store.models import PendingChange
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ def drain_org(session: Session, org_id: str, *, batch: int = BATCH) -> int:
     changes right now (it will come back for these)."""
     # SKIP LOCKED: a second drainer leaves the organization to the first instead of queueing
     # behind it.
-    if not lock_org(session, org_id, skip_locked=True):
+    org = lock_org(session, org_id, skip_locked=True)
+    if org is None:
         return 0
     rows = session.execute(
         select(
@@ -105,8 +106,6 @@ def drain_org(session: Session, org_id: str, *, batch: int = BATCH) -> int:
         delta.user_ids.update(row.user_ids)
         delta.orphaned_member_ids.update(row.orphaned_member_ids)
         delta.users_below_deleted.update(row.users_below_deleted)
-    org = session.get(Organization, org_id)
-    assert org is not None  # the changes would have gone with it (ON DELETE CASCADE)
     apply_delta(session, org, delta, actor, window=True)
     session.execute(delete(PendingChange).where(PendingChange.id.in_(ids)))
     return len(ids)
