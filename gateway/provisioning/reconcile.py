@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, literal, null, select, union_all
 from sqlalchemy.orm import Session
 
 from gateway.provisioning.diff import (
@@ -219,47 +219,46 @@ _MEMBER_COLUMNS = (
 
 
 def load_group_layer(session: Session, org_id: str, state: OrgState) -> None:
-    rows = session.execute(
-        select(Group.id, Group.name, ProvisionedGroup.origin)
+    """The organization's groups, collections, group access, confirmed owners and pending
+    holds, in one statement: every inline SCIM write reads them under the organization's lock,
+    and on PostgreSQL five reads were five round trips. Each part of the UNION is tagged and
+    its values are text."""
+    text, none = String(), null()
+    parts = union_all(
+        select(literal("group", text), Group.id, Group.name, ProvisionedGroup.origin)
         .outerjoin(ProvisionedGroup, ProvisionedGroup.group_id == Group.id)
-        .where(Group.org_id == org_id)
-    )
-    state.groups = {i: GroupRow(i, n, o) for i, n, o in rows}
-    state.collections = {
-        cid: name
-        for cid, name in session.execute(
-            select(Collection.id, Collection.name).where(Collection.org_id == org_id)
-        )
-    }
-    access = session.execute(
+        .where(Group.org_id == org_id),
+        select(literal("collection", text), Collection.id, Collection.name, none).where(
+            Collection.org_id == org_id
+        ),
         select(
+            literal("access", text),
             GroupCollectionAccess.group_id,
             GroupCollectionAccess.collection_id,
             GroupCollectionAccess.permission,
         )
         .join(Group, Group.id == GroupCollectionAccess.group_id)
-        .where(Group.org_id == org_id)
+        .where(Group.org_id == org_id),
+        select(literal("owners", text), cast(func.count(), text), none, none)
+        .select_from(Member)
+        .where(Member.org_id == org_id, Member.role == "owner", Member.status == "confirmed"),
+        select(
+            literal("hold", text), cast(HeldChange.id, text), HeldChange.kind, HeldChange.member_id
+        ).where(HeldChange.org_id == org_id, HeldChange.status == "pending"),
     )
-    state.access = {}
-    for group_id, collection_id, permission in access:
-        state.access.setdefault(group_id, {})[collection_id] = permission
-    state.confirmed_owners = int(
-        session.scalar(
-            select(func.count())
-            .select_from(Member)
-            .where(Member.org_id == org_id, Member.role == "owner", Member.status == "confirmed")
-        )
-        or 0
-    )
-    state.holds = {
-        (kind, member_id): held_id
-        for held_id, kind, member_id in session.execute(
-            select(HeldChange.id, HeldChange.kind, HeldChange.member_id).where(
-                HeldChange.org_id == org_id, HeldChange.status == "pending"
-            )
-        )
-        if member_id
-    }
+    state.groups, state.collections, state.access, state.holds = {}, {}, {}, {}
+    state.confirmed_owners = 0
+    for tag, a, b, c in session.execute(parts):
+        if tag == "group":
+            state.groups[a] = GroupRow(a, b, c)
+        elif tag == "collection":
+            state.collections[a] = b
+        elif tag == "access":
+            state.access.setdefault(a, {})[b] = c
+        elif tag == "owners":
+            state.confirmed_owners = int(a or 0)
+        elif c:  # a hold on a member
+            state.holds[(b, c)] = int(a)
 
 
 def _add_members(session: Session, state: OrgState, condition) -> None:  # type: ignore[no-untyped-def]
