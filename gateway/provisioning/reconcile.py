@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import String, cast, func, literal, null, select, union_all
+from sqlalchemy import String, bindparam, cast, func, literal, null, select, union_all
 from sqlalchemy.orm import Session
 
 from gateway.provisioning.diff import (
@@ -64,46 +64,46 @@ def chunks(values: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
 # --- loading the directory ------------------------------------------------------------------
 
 
+_TEXT, _NONE, _ORG = String(), null(), bindparam("org_id")
+# The organization's directory groups with their parents and each group's stored (digest,
+# target): one statement, a tagged UNION of text rows, built once.
+_DIRECTORY_GROUP_LAYER = union_all(
+    select(
+        literal("edge", _TEXT),
+        DirectoryGroupMember.child_group_id,
+        DirectoryGroupMember.group_id,
+        _NONE,
+        _NONE,
+    )
+    .join(DirectoryGroup, DirectoryGroup.id == DirectoryGroupMember.group_id)
+    .where(DirectoryGroup.org_id == _ORG, DirectoryGroupMember.child_group_id.is_not(None)),
+    select(
+        literal("group", _TEXT),
+        DirectoryGroup.id,
+        DirectoryGroup.source,
+        DirectoryGroup.display_name,
+        DirectoryGroup.external_id,
+    ).where(DirectoryGroup.org_id == _ORG),
+    select(
+        literal("digest", _TEXT),
+        DirectoryGroupDigest.directory_group_id,
+        DirectoryGroupDigest.digest,
+        DirectoryGroupDigest.target,
+        _NONE,
+    ).where(DirectoryGroupDigest.org_id == _ORG),
+)
+
+
 def load_group_index(
     session: Session, org_id: str, mapping: Mapping
 ) -> tuple[GroupIndex, dict[str, tuple[str, str | None]]]:
     """The organization's directory groups with their parents, as `mapping` sees them, and
-    each group's (digest, target) as the last reconcile stored it; one statement (a tagged
-    UNION of text rows) for what were three round trips under the organization's lock."""
-    text, none = String(), null()
-    rows = session.execute(
-        union_all(
-            select(
-                literal("edge", text),
-                DirectoryGroupMember.child_group_id,
-                DirectoryGroupMember.group_id,
-                none,
-                none,
-            )
-            .join(DirectoryGroup, DirectoryGroup.id == DirectoryGroupMember.group_id)
-            .where(
-                DirectoryGroup.org_id == org_id, DirectoryGroupMember.child_group_id.is_not(None)
-            ),
-            select(
-                literal("group", text),
-                DirectoryGroup.id,
-                DirectoryGroup.source,
-                DirectoryGroup.display_name,
-                DirectoryGroup.external_id,
-            ).where(DirectoryGroup.org_id == org_id),
-            select(
-                literal("digest", text),
-                DirectoryGroupDigest.directory_group_id,
-                DirectoryGroupDigest.digest,
-                DirectoryGroupDigest.target,
-                none,
-            ).where(DirectoryGroupDigest.org_id == org_id),
-        )
-    )
+    each group's (digest, target) as the last reconcile stored it; one round trip for what were
+    three, under the organization's lock on every inline SCIM write."""
     parents: dict[str, set[str]] = {}
     found = []
     stored: dict[str, tuple[str, str | None]] = {}
-    for tag, a, b, c, d in rows:
+    for tag, a, b, c, d in session.execute(_DIRECTORY_GROUP_LAYER, {"org_id": org_id}):
         if tag == "edge":
             parents.setdefault(a, set()).add(b)
         elif tag == "group":
@@ -247,37 +247,39 @@ _MEMBER_COLUMNS = (
 )
 
 
+# The organization's groups, collections, group access, confirmed owners and pending holds: one
+# statement, a tagged UNION of text rows, built once.
+_ORG_GROUP_LAYER = union_all(
+    select(literal("group", _TEXT), Group.id, Group.name, ProvisionedGroup.origin)
+    .outerjoin(ProvisionedGroup, ProvisionedGroup.group_id == Group.id)
+    .where(Group.org_id == _ORG),
+    select(literal("collection", _TEXT), Collection.id, Collection.name, _NONE).where(
+        Collection.org_id == _ORG
+    ),
+    select(
+        literal("access", _TEXT),
+        GroupCollectionAccess.group_id,
+        GroupCollectionAccess.collection_id,
+        GroupCollectionAccess.permission,
+    )
+    .join(Group, Group.id == GroupCollectionAccess.group_id)
+    .where(Group.org_id == _ORG),
+    select(literal("owners", _TEXT), cast(func.count(), _TEXT), _NONE, _NONE)
+    .select_from(Member)
+    .where(Member.org_id == _ORG, Member.role == "owner", Member.status == "confirmed"),
+    select(
+        literal("hold", _TEXT), cast(HeldChange.id, _TEXT), HeldChange.kind, HeldChange.member_id
+    ).where(HeldChange.org_id == _ORG, HeldChange.status == "pending"),
+)
+
+
 def load_group_layer(session: Session, org_id: str, state: OrgState) -> None:
     """The organization's groups, collections, group access, confirmed owners and pending
-    holds, in one statement: every inline SCIM write reads them under the organization's lock,
-    and on PostgreSQL five reads were five round trips. Each part of the UNION is tagged and
-    its values are text."""
-    text, none = String(), null()
-    parts = union_all(
-        select(literal("group", text), Group.id, Group.name, ProvisionedGroup.origin)
-        .outerjoin(ProvisionedGroup, ProvisionedGroup.group_id == Group.id)
-        .where(Group.org_id == org_id),
-        select(literal("collection", text), Collection.id, Collection.name, none).where(
-            Collection.org_id == org_id
-        ),
-        select(
-            literal("access", text),
-            GroupCollectionAccess.group_id,
-            GroupCollectionAccess.collection_id,
-            GroupCollectionAccess.permission,
-        )
-        .join(Group, Group.id == GroupCollectionAccess.group_id)
-        .where(Group.org_id == org_id),
-        select(literal("owners", text), cast(func.count(), text), none, none)
-        .select_from(Member)
-        .where(Member.org_id == org_id, Member.role == "owner", Member.status == "confirmed"),
-        select(
-            literal("hold", text), cast(HeldChange.id, text), HeldChange.kind, HeldChange.member_id
-        ).where(HeldChange.org_id == org_id, HeldChange.status == "pending"),
-    )
+    holds; one round trip for what were five, under the organization's lock on every inline
+    SCIM write."""
     state.groups, state.collections, state.access, state.holds = {}, {}, {}, {}
     state.confirmed_owners = 0
-    for tag, a, b, c in session.execute(parts):
+    for tag, a, b, c in session.execute(_ORG_GROUP_LAYER, {"org_id": org_id}):
         if tag == "group":
             state.groups[a] = GroupRow(a, b, c)
         elif tag == "collection":
