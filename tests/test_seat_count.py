@@ -120,3 +120,32 @@ def test_two_organizations_keep_their_own_counts(database, outcome):
         pass
     expected = (3, 1) if outcome == "commit" else (0, 0)
     assert (stored(database, a_id), stored(database, b_id)) == expected
+
+
+def test_the_count_taken_under_the_reconcile_lock_is_the_latest_committed_one(database):
+    """On PostgreSQL the engine takes the stored count from the organization row it read under
+    its lock instead of reading it again: that row must be the latest, even when this
+    transaction had read the organization before another one invited someone."""
+    from gateway.provisioning.entry import lock_org
+
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite writers run one at a time: no other one can commit meanwhile")
+    with database.transaction() as session:
+        org_id = create_org(session, "Acme", seats=10).id
+        lifecycle.new_member(
+            session, session.get(Organization, org_id), email="a@x.example", actor="t"
+        )
+    with database.transaction() as session:
+        early = session.get(Organization, org_id)  # read before the other transaction commits
+        assert early.seats_used == 1
+        with database.transaction() as other:
+            lifecycle.new_member(
+                other, other.get(Organization, org_id), email="b@x.example", actor="t"
+            )
+        org = lock_org(session, org_id)
+        assert org is early  # one row per session
+        assert used_seats(session, org_id) == counted(session, org_id) == 2
+        lifecycle.new_member(session, org, email="c@x.example", actor="t")
+        session.flush()
+        assert used_seats(session, org_id) == counted(session, org_id) == 3
+    assert stored(database, org_id) == 3

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.store.models import Organization
+from gateway.store.seat_count import note_locked
 
 
 @dataclass
@@ -72,4 +73,7 @@ def lock_org(session: Session, org_id: str, *, skip_locked: bool = False) -> Org
         .with_for_update(key_share=True, skip_locked=skip_locked)
         .execution_options(populate_existing=True)
     )
-    return session.scalars(statement).first()
+    org = session.scalars(statement).first()
+    if org is not None:
+        note_locked(session, org)
+    return org

@@ -24,6 +24,7 @@ from gateway.store.models import Member, Organization
 SEAT_STATUSES = ("invited", "accepted", "confirmed")
 _PENDING = "seat_count.pending"  # session.info: {transaction: Counter(org_id -> change)}
 _ROLLED_BACK = "seat_count.rolled_back"  # session.info: savepoints that rolled back
+_LOCKED = "seat_count.locked"  # session.info: {org id: Organization read under its row lock}
 
 
 def _original_status(member: Member) -> str | None:
@@ -85,6 +86,7 @@ def _transaction_end(session: Session, trans: SessionTransaction) -> None:
 def _clear(session: Session) -> None:
     session.info.pop(_PENDING, None)
     session.info.pop(_ROLLED_BACK, None)
+    session.info.pop(_LOCKED, None)
 
 
 @event.listens_for(Session, "before_commit")
@@ -103,7 +105,21 @@ def _store(session: Session) -> None:
     _clear(session)
 
 
+def note_locked(session: Session, org: Organization) -> None:
+    """`org` was just read under its row lock (FOR NO KEY UPDATE) by this session's top-level
+    transaction. Until that transaction ends nobody else can commit a new count (the UPDATE
+    above waits for the lock) and this one writes its own only at commit, so `used_seats` takes
+    the stored count from the row instead of reading it again. Not inside a savepoint: rolling
+    one back gives its row locks back."""
+    if not session.in_nested_transaction():
+        session.info.setdefault(_LOCKED, {})[org.id] = org
+
+
 def used_seats(session: Session, org_id: str) -> int:
     """Members of the organization in a seat status, as this transaction sees them."""
-    stored = session.scalar(select(Organization.seats_used).where(Organization.id == org_id))
+    locked = session.info.get(_LOCKED, {}).get(org_id)
+    if locked is not None:
+        stored = locked.seats_used
+    else:
+        stored = session.scalar(select(Organization.seats_used).where(Organization.id == org_id))
     return int(stored or 0) + _pending(session)[org_id]
