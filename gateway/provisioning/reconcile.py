@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import String, bindparam, cast, func, literal, null, select, union_all
+from sqlalchemy import String, bindparam, cast, func, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from gateway.provisioning.diff import (
@@ -328,6 +328,18 @@ def load_members_for(
 ) -> None:
     """The members these directory users may be (linked, same externalId, same e-mail)."""
     org = Member.org_id == org_id
+    keys = (
+        (Member.directory_user_id, {d.directory_user_id for d in desired}),
+        (Member.external_id, {d.external_id for d in desired if d.external_id is not None}),
+        (Member.email_lower, {d.email for d in desired if d.email is not None}),
+        (Member.id, member_ids),
+    )
+    if all(len(values) <= CHUNK for _, values in keys):
+        # A few users (every SCIM write): one statement, each key on its own index.
+        wanted = [column.in_(sorted(values)) for column, values in keys if values]
+        if wanted:
+            _add_members(session, state, org & or_(*wanted))
+        return
     for ids in chunks({d.directory_user_id for d in desired}):
         _add_members(session, state, org & Member.directory_user_id.in_(ids))
     for ids in chunks({d.external_id for d in desired if d.external_id is not None}):
