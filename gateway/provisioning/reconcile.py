@@ -334,8 +334,11 @@ def load_members_for(
         (Member.email_lower, {d.email for d in desired if d.email is not None}),
         (Member.id, member_ids),
     )
-    if all(len(values) <= CHUNK for _, values in keys):
-        # A few users (every SCIM write): one statement, each key on its own index.
+    one_trip = session.get_bind().dialect.name == "postgresql"
+    if one_trip and all(len(values) <= CHUNK for _, values in keys):
+        # A few users (every SCIM write) on PostgreSQL: one round trip, each key on its own
+        # index (BitmapOr). SQLite, where a statement costs no round trip, scans the
+        # organization for such an OR unless ANALYZE has run: it keeps one lookup per key.
         wanted = [column.in_(sorted(values)) for column, values in keys if values]
         if wanted:
             _add_members(session, state, org & or_(*wanted))
