@@ -65,7 +65,9 @@ def record_events(session: Session, rows: Sequence[dict]) -> None:
 
 
 def forget_endpoints(session: Session, org_id: str) -> None:
-    """Endpoints of `org_id` changed in this session: look them up again for the next event."""
+    """Endpoints of `org_id` changed in this session: look them up again for the next event.
+    Flushes them first: the lookup does not autoflush (see `_endpoints`)."""
+    session.flush()
     session.info.get(_CACHE, {}).pop(org_id, None)
 
 

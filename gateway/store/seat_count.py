@@ -107,10 +107,12 @@ def _store(session: Session) -> None:
 
 def note_locked(session: Session, org: Organization) -> None:
     """`org` was just read under its row lock (FOR NO KEY UPDATE) by this session's top-level
-    transaction. Until that transaction ends nobody else can commit a new count (the UPDATE
-    above waits for the lock) and this one writes its own only at commit, so `used_seats` takes
-    the stored count from the row instead of reading it again. Not inside a savepoint: rolling
-    one back gives its row locks back."""
+    transaction. Until that transaction ends nobody else can commit a new count (their UPDATE
+    waits for the lock), so `used_seats` takes the stored count from the row instead of reading
+    it again. This transaction writes its own changes with `_store` (at commit, and when a
+    savepoint is released: SQLAlchemy calls before_commit then too), and `_clear` there forgets
+    the noted row, whose `seats_used` no longer says what is stored: the next `used_seats`
+    reads it. Not inside a savepoint: rolling one back gives its row locks back."""
     if not session.in_nested_transaction():
         session.info.setdefault(_LOCKED, {})[org.id] = org
 
