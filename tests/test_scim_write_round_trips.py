@@ -4,27 +4,12 @@ one organization are only as fast as this list is short."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from sqlalchemy import event, select
+from sqlalchemy import select
+from test_scim_protocol import statements
 
 from gateway.store.models import Event, Member
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-
-
-def statements_during(database, work: Callable[[], None]) -> list[str]:
-    seen: list[str] = []
-
-    def note(_conn, _cursor, statement, _params, _context, _many) -> None:  # type: ignore[no-untyped-def]
-        seen.append(" ".join(statement.split()))
-
-    event.listen(database.engine, "before_cursor_execute", note)
-    try:
-        work()
-    finally:
-        event.remove(database.engine, "before_cursor_execute", note)
-    return seen
 
 
 def post_user(scim, user_name: str) -> str:
@@ -38,7 +23,9 @@ def test_a_new_user_becomes_an_invited_member_in_one_insert_with_its_events_in_o
 ) -> None:
     post_user(scim, "first@example.test")  # the token check and first-use work are behind us
     created: list[str] = []
-    seen = statements_during(database, lambda: created.append(post_user(scim, "ada@example.test")))
+    with statements(database.engine) as raw:
+        created.append(post_user(scim, "ada@example.test"))
+    seen = [" ".join(statement.split()) for statement in raw]
 
     org_reads = [
         s for s in seen if s.startswith("SELECT organizations.id, ") and "FROM organizations" in s

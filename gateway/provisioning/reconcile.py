@@ -343,14 +343,9 @@ def load_members_for(
         if wanted:
             _add_members(session, state, org & or_(*wanted))
         return
-    for ids in chunks({d.directory_user_id for d in desired}):
-        _add_members(session, state, org & Member.directory_user_id.in_(ids))
-    for ids in chunks({d.external_id for d in desired if d.external_id is not None}):
-        _add_members(session, state, org & Member.external_id.in_(ids))
-    for ids in chunks({d.email for d in desired if d.email is not None}):
-        _add_members(session, state, org & Member.email_lower.in_(ids))
-    for ids in chunks(member_ids):
-        _add_members(session, state, org & Member.id.in_(ids))
+    for column, values in keys:
+        for ids in chunks(values):
+            _add_members(session, state, org & column.in_(ids))
 
 
 def claimers(session: Session, org_id: str, emails: set[str], external_ids: set[str]) -> set[str]:
