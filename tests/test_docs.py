@@ -212,27 +212,36 @@ def test_the_readme_shows_the_first_hour_commands(wanted: list[str]) -> None:
     ), f"the README never shows `scimgate {' '.join(wanted)}`"
 
 
+def _complete(command: str) -> bool:
+    """Whether a shell command is whole: no trailing backslash, no quote left open."""
+    if command.endswith("\\"):
+        return False
+    try:
+        shlex.split(command)
+    except ValueError:  # "No closing quotation": the quoted text goes on on the next line
+        return False
+    return True
+
+
 def _shell_commands(text: str) -> list[str]:
-    """The commands of the `sh` and `console` blocks, in order (a console block's output lines,
-    which do not start with `$ `, are left out; continued lines are joined)."""
+    """The commands of the `sh` and `console` blocks, in order, as a shell would read them (a
+    console block's output lines, which do not start with `$ `, are left out)."""
     commands = []
     for match in re.finditer(r"^```(sh|console)\n(.*?)^```", text, re.S | re.M):
         console = match.group(1) == "console"
-        pending = ""
+        pending: str | None = None
         for line in match.group(2).splitlines():
-            if pending:
-                pending += " " + line.strip()
+            if pending is not None:
+                pending = pending[:-1] + line if pending.endswith("\\") else pending + "\n" + line
             elif not console:
                 pending = line
             elif line.startswith("$ "):
                 pending = line[2:]
             else:
                 continue
-            if pending.endswith("\\"):
-                pending = pending[:-1]
-                continue
-            commands.append(pending)
-            pending = ""
+            if _complete(pending):
+                commands.append(pending)
+                pending = None
     return commands
 
 
