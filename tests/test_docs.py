@@ -8,6 +8,7 @@ These read the documents as a newcomer would follow them; no server or database 
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from pathlib import Path
@@ -310,3 +311,88 @@ def test_the_architecture_document_covers_what_the_issues_ask() -> None:
         "availability-model",
     ):
         assert wanted in headings, f"docs/architecture.md has no section #{wanted}"
+
+
+# --- the Quick tour, replayed -------------------------------------------------------------------
+
+
+def _tour_script(commands: list[str], base: str, token: str, url: str) -> str:
+    """The Quick tour's commands as one bash script, as a reader pastes them: the values the
+    README shows for what `serve` printed (and for Ada's id) replaced by this run's, each command
+    followed by a marker line with its exit status."""
+    lines = ['cd "$TOUR_DIR"']
+    for n, command in enumerate(commands):
+        command = command.replace("http://127.0.0.1:8080", url)
+        if command.startswith("scripts/serve"):
+            continue  # already running
+        if command.startswith("scimgate admin create") and "--password-stdin" not in command:
+            continue  # asks for the password on a terminal
+        if command.startswith("BASE="):
+            command = f"BASE={base}"
+        elif command.startswith("TOKEN="):
+            command = f"TOKEN={token}"
+        elif command.startswith("ADA="):
+            command = (
+                'ADA=$(python3 -c \'import json,sys; print(json.load(open("user.json"))["id"])\')'
+            )
+        if "data/mail" in command:
+            # The worker writes the mail within its poll interval; a reader is slower than that.
+            lines.append("for i in $(seq 120); do ls data/mail/*.eml && break; sleep 0.5; done")
+            command = re.sub(r"data/mail/[\w-]+\.eml", "data/mail/*.eml", command)
+        command = command.replace("/run/secrets/scimgate-admin", "admin-password")
+        lines.append(f"echo '>>> {n}'")
+        if "$BASE/Users" in command:
+            command = f"{command} | tee user.json"
+        lines.append(command)
+        lines.append(f'echo "<<< {n} $?"')
+    return "\n".join(lines) + "\n"
+
+
+def test_the_quick_tour_works_as_written_on_a_fresh_data_dir(tmp_path: Path) -> None:
+    """Every command of the Quick tour, pasted in order against `scimgate serve` on an empty
+    data directory, succeeds, and a newcomer sees what the README says: the invitation accepted
+    with a fingerprint phrase, the member confirmed, the mapping applied."""
+    import shutil
+    import subprocess
+    import sys
+
+    from gateway_processes import Served
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (the tour makes a public key with it)")
+    text = _read(README)
+    tour = text[text.index("## Quick tour") : text.index("\n## ", text.index("## Quick tour") + 5)]
+    mapping = re.search(r"```yaml\n(.*?)```", tour, re.S)  # the file the reader saves
+    if mapping:
+        (tmp_path / "mapping.yaml").write_text(mapping.group(1))
+    (tmp_path / "admin-password").write_text("a password long enough for the console\n")
+    server = Served(tmp_path / "data")
+    try:
+        server.wait_ready(timeout=60)
+        banner = ""
+        while "Bearer token:" not in banner:
+            banner += server.proc.stdout.readline()
+        base = re.search(r"SCIM base URL: (\S+)", banner).group(1)
+        token = re.search(r"Bearer token:\s+(\S+)", banner).group(1)
+        script = _tour_script(_shell_commands(tour), base, token, server.url)
+        env = {
+            **server.env,
+            "TOUR_DIR": str(tmp_path),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        }
+        done = subprocess.run(
+            ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=300
+        )
+    finally:
+        server.stop()
+    out = done.stdout + done.stderr
+    statuses = re.findall(r"^<<< (\d+) (\d+)$", done.stdout, re.M)
+    failed = [n for n, status in statuses if status != "0"]
+    assert not failed, f"tour commands {failed} failed:\n{out}"
+    assert len(statuses) >= 15, out  # the tour has its accept and confirm steps
+    assert "You joined Demo" in out
+    assert re.search(r"fingerprint phrase is [a-z]+(-[a-z]+){5}\.", out)
+    assert re.search(r"ada@acme\.example\s+Ada Lovelace\s+user\s+confirmed\s+scim", out)
+    assert "Stored the mapping and applied the Plan." in out
+    assert "group.member_added" in out  # the group POST put Ada in Marketing
+    assert "Created provider_admin ops@msp.example." in out
