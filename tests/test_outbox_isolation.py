@@ -10,13 +10,14 @@ trickle, aiosmtpd, SQLite and PostgreSQL; the worker is `run_forever`, as `scimg
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
 
 import pytest
 from sqlalchemy import select
-from test_lifecycle_servers import MailServer, TricklingServer, make_config, work
+from test_lifecycle_servers import MailServer, Receiver, TricklingServer, make_config, work
 from test_provisioning_rules import another_org, create_user
 from test_scim_queued import queue_writes
 from test_webhooks import add
@@ -30,6 +31,13 @@ ALLOW_LOOPBACK = {"GATEWAY_WEBHOOK_ALLOW_PRIVATE": "127.0.0.1/32"}
 @pytest.fixture
 def smtp():
     server = MailServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def healthy_receiver():
+    server = Receiver().start()
     yield server
     server.stop()
 
@@ -96,7 +104,7 @@ def test_an_smtp_server_trickling_its_greeting_is_cut_at_the_deadline_and_retrie
 
 
 def test_a_trickling_receiver_of_one_org_does_not_delay_another_orgs_invitation(
-    scim, database, tmp_path, smtp, trickling_receiver
+    scim, database, tmp_path, smtp, trickling_receiver, healthy_receiver
 ):
     config = make_config(
         database,
@@ -112,6 +120,7 @@ def test_a_trickling_receiver_of_one_org_does_not_delay_another_orgs_invitation(
     for name in ("ann", "bob", "cy", "dan", "eve", "fay"):
         create_user(scim, f"{name}@acme.example")
     globex = another_org(scim, database, "Globex")
+    add(database, config, globex.org_id, healthy_receiver.url, events=["member.invited"])
     create_user(globex, "gil@globex.example")
     # ... and a write a web process left pending: only the worker's duty applies it.
     queue_writes(database, globex.org_id, ["hal"])
@@ -128,6 +137,11 @@ def test_a_trickling_receiver_of_one_org_does_not_delay_another_orgs_invitation(
         # The bound; on the old serial worker neither mail came in 9 minutes.
         assert wanted <= recipients(smtp), f"Globex's invitations not delivered in {waited:.0f} s"
         assert {f"{n}@acme.example" for n in ("ann", "bob", "cy")} <= recipients(smtp)
+        # Globex's own receiver is not kept waiting behind Acme's either.
+        while time.monotonic() - started < 30 and len(healthy_receiver.requests) < 2:
+            time.sleep(0.1)
+        told = {json.loads(r.body)["detail"]["email"] for r in healthy_receiver.requests}
+        assert told == wanted
         assert trickling_receiver.most_open <= 2  # the receiver's share, no more
     finally:
         stop.set()
