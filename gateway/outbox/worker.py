@@ -65,10 +65,6 @@ class Dispatcher:
         self._to_receivers = 0
         self._per_receiver: Counter[tuple[str, str]] = Counter()
 
-    @property
-    def running(self) -> int:
-        return self._running
-
     def start_due(self, limit: int | None = None) -> int:
         """Claim and start as many due messages as there is room for (at most `limit`); return
         how many started."""
@@ -88,6 +84,8 @@ class Dispatcher:
             later = [m for m in messages if not self._admit(m)]
             release(self.db, later)
             started += len(messages) - len(later)
+            if len(later) == len(messages):  # none could start: claiming again would spin
+                break
         return started
 
     def _busy(self) -> Busy:
