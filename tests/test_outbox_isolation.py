@@ -22,6 +22,7 @@ from test_provisioning_rules import another_org, create_user
 from test_scim_queued import queue_writes
 from test_webhooks import add
 
+from gateway.config import Config, ConfigError
 from gateway.outbox.worker import run_forever
 from gateway.store.models import OutboxMessage
 
@@ -169,3 +170,27 @@ def test_two_workers_with_many_threads_deliver_each_message_once(scim, database,
     assert Counter(m["Message-ID"] for m in smtp.messages) == Counter(
         {m.message_id: 1 for m in rows}
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        (
+            {"GATEWAY_OUTBOX_LEASE_SECONDS": "30"},
+            "GATEWAY_SMTP_DEADLINE_SECONDS must be lower than GATEWAY_OUTBOX_LEASE_SECONDS",
+        ),
+        (
+            {"GATEWAY_WEBHOOK_DEADLINE_SECONDS": "120"},
+            "GATEWAY_WEBHOOK_DEADLINE_SECONDS must be lower than GATEWAY_OUTBOX_LEASE_SECONDS",
+        ),
+        (
+            {"GATEWAY_OUTBOX_CONCURRENCY": "4"},
+            "GATEWAY_WEBHOOK_CONCURRENCY must be lower than GATEWAY_OUTBOX_CONCURRENCY",
+        ),
+    ],
+)
+def test_settings_that_let_a_delivery_outlive_its_lease_or_webhooks_take_every_thread_are_refused(
+    tmp_path, env, said
+):
+    with pytest.raises(ConfigError, match=said):
+        Config.from_env({"GATEWAY_DATA_DIR": str(tmp_path), **env})
