@@ -291,6 +291,13 @@ SETTINGS: tuple[Setting, ...] = (
         "gets its events in order (unless a failed one is retried later); more may reorder them.",
     ),
     Setting(
+        "GATEWAY_WEBHOOK_PER_ORG",
+        _positive_int,
+        "2",
+        "Most webhook deliveries in flight for one organization's endpoints together, in each "
+        "worker process: many endpoints of one organization cannot take every webhook thread.",
+    ),
+    Setting(
         "GATEWAY_WEBHOOK_DEADLINE_SECONDS",
         _positive_int,
         "20",
@@ -350,6 +357,7 @@ class Config:
     outbox_concurrency: int = 8
     webhook_concurrency: int = 4
     webhook_per_receiver: int = 1
+    webhook_per_org: int = 2
     webhook_deadline_seconds: int = 20
     smtp_deadline_seconds: int = 60
 

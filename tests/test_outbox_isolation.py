@@ -153,6 +153,42 @@ def test_a_trickling_receiver_of_one_org_does_not_delay_another_orgs_invitation(
     assert set(counts.values()) == {1}
 
 
+def test_one_orgs_many_stalled_endpoints_hold_only_the_orgs_share(
+    scim, database, tmp_path, trickling_receiver, healthy_receiver
+):
+    config = make_config(
+        database,
+        tmp_path,
+        GATEWAY_WORKER_POLL_SECONDS="1",
+        GATEWAY_WEBHOOK_DEADLINE_SECONDS="30",
+        GATEWAY_WEBHOOK_PER_ORG="2",
+        **ALLOW_LOOPBACK,
+    )
+    for path in ("a", "b", "c", "d"):  # four endpoints, one stalled host
+        add(database, config, scim.org_id, f"{trickling_receiver.url}/{path}")
+    create_user(scim, "ann@acme.example")
+    globex = another_org(scim, database, "Globex")
+    add(database, config, globex.org_id, healthy_receiver.url, events=["member.invited"])
+    create_user(globex, "gil@globex.example")
+
+    stop = threading.Event()
+    started = time.monotonic()
+    worker = in_thread(run_forever, database, config, stop)
+    try:
+        # Looked at well before the 30 s deadline cuts (and replaces) any of the connections.
+        while time.monotonic() - started < 20 and not (
+            healthy_receiver.requests and trickling_receiver.most_open >= 2
+        ):
+            time.sleep(0.1)
+        assert len(healthy_receiver.requests) == 1  # Globex is served meanwhile
+        assert trickling_receiver.most_open == 2  # Acme's share, not the 4 webhook threads
+    finally:
+        stop.set()
+        trickling_receiver.stop()  # ends the deliveries it holds
+        worker.join(60)
+    assert not worker.is_alive()
+
+
 def recipients(smtp: MailServer) -> set[str]:
     return {m["To"].addresses[0].addr_spec for m in list(smtp.messages)}
 

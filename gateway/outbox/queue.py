@@ -32,11 +32,13 @@ def backoff(attempts: int) -> timedelta:
 @dataclass(frozen=True)
 class Busy:
     """What a claim leaves alone because the claimer has no room for it now: every message of
-    `kinds`, and the messages whose payload field `receivers[kind][0]` is one of
-    `receivers[kind][1]` (a webhook endpoint at its share). They stay due for other workers."""
+    `kinds`; the messages of a kind whose payload field `receivers[kind][0]` is one of
+    `receivers[kind][1]` (a webhook endpoint at its share); those of a kind whose organization
+    is one of `orgs[kind]` (an organization at its share). They stay due for other workers."""
 
     kinds: frozenset[str] = frozenset()
     receivers: Mapping[str, tuple[str, frozenset[str]]] = field(default_factory=dict)
+    orgs: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def conditions(self) -> list[ColumnElement[bool]]:
         where: list[ColumnElement[bool]] = []
@@ -49,6 +51,11 @@ class Busy:
             where.append(
                 or_(OutboxMessage.kind != kind, receiver.is_(None), receiver.not_in(values))
             )
+        for kind, org_ids in self.orgs.items():
+            if kind in self.kinds or not org_ids:
+                continue
+            org = OutboxMessage.org_id
+            where.append(or_(OutboxMessage.kind != kind, org.is_(None), org.not_in(org_ids)))
         return where
 
 

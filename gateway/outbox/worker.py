@@ -4,10 +4,11 @@ thread of their own, until stopped.
 Handlers are registered per message kind; a handler raises to say "try again later". A kind
 whose messages go to receivers the organizations choose (webhooks) names the payload field that
 identifies the receiver; those deliveries get a bounded part of the pool
-(GATEWAY_WEBHOOK_CONCURRENCY) and each receiver a share of it (GATEWAY_WEBHOOK_PER_RECEIVER), so
-receivers that stall hold their share until their deadline and nothing more: e-mail and other
-receivers proceed. Messages are claimed only when a thread is free for them, so a lease never
-ticks while a message waits in memory.
+(GATEWAY_WEBHOOK_CONCURRENCY), each receiver a share of it (GATEWAY_WEBHOOK_PER_RECEIVER) and each
+organization one for all its receivers (GATEWAY_WEBHOOK_PER_ORG), so receivers that stall hold
+their share until their deadline and nothing more: e-mail and other receivers proceed. Messages
+are claimed only when a thread is free for them, so a lease never ticks while a message waits in
+memory.
 
 Does: claim, deliver, settle, schedule. Does not: decide what a message says or where it goes
 (the handlers: gateway.lifecycle.invitations, gateway.outbox.webhooks, ...).
@@ -64,6 +65,7 @@ class Dispatcher:
         self._running = 0
         self._to_receivers = 0
         self._per_receiver: Counter[tuple[str, str]] = Counter()
+        self._per_org: Counter[tuple[str, str]] = Counter()
 
     def start_due(self, limit: int | None = None) -> int:
         """Claim and start as many due messages as there is room for (at most `limit`); return
@@ -90,34 +92,44 @@ class Dispatcher:
 
     def _busy(self) -> Busy:
         kinds = frozenset(RECEIVERS) if self._full() else frozenset()
-        full: dict[str, set[str]] = {kind: set() for kind in RECEIVERS}
-        for (kind, receiver), n in self._per_receiver.items():
-            if n >= self.config.webhook_per_receiver:
-                full[kind].add(receiver)
-        return Busy(kinds, {kind: (RECEIVERS[kind], frozenset(full[kind])) for kind in RECEIVERS})
+        receivers = _at_share(self._per_receiver, self.config.webhook_per_receiver)
+        orgs = _at_share(self._per_org, self.config.webhook_per_org)
+        return Busy(
+            kinds,
+            {kind: (RECEIVERS[kind], receivers.get(kind, frozenset())) for kind in RECEIVERS},
+            orgs,
+        )
 
     def _full(self) -> bool:
         return self._to_receivers >= self.config.webhook_concurrency
 
-    def _receiver(self, message: OutboxMessage) -> tuple[str, str] | None:
-        key = RECEIVERS.get(message.kind)
-        if key is None:
-            return None
-        return (message.kind, str(message.payload.get(key)))
-
     def _admit(self, message: OutboxMessage) -> bool:
-        receiver = self._receiver(message)
+        key = RECEIVERS.get(message.kind)
+        receiver = org = None
+        if key is not None:
+            receiver = (message.kind, str(message.payload.get(key)))
+            org = (message.kind, str(message.org_id))
         with self._lock:
-            if receiver is not None:
-                if self._full() or self._per_receiver[receiver] >= self.config.webhook_per_receiver:
+            if receiver is not None and org is not None:
+                if (
+                    self._full()
+                    or self._per_receiver[receiver] >= self.config.webhook_per_receiver
+                    or self._per_org[org] >= self.config.webhook_per_org
+                ):
                     return False
                 self._per_receiver[receiver] += 1
+                self._per_org[org] += 1
                 self._to_receivers += 1
             self._running += 1
-        self.pool.submit(self._deliver, message, receiver)
+        self.pool.submit(self._deliver, message, receiver, org)
         return True
 
-    def _deliver(self, message: OutboxMessage, receiver: tuple[str, str] | None) -> None:
+    def _deliver(
+        self,
+        message: OutboxMessage,
+        receiver: tuple[str, str] | None,
+        org: tuple[str, str] | None,
+    ) -> None:
         try:
             deliver(self.db, self.config, message, self.lease)
         except Exception:  # the database, most likely: the lease runs out, the message is retried
@@ -125,11 +137,10 @@ class Dispatcher:
         finally:
             with self._lock:
                 self._running -= 1
-                if receiver is not None:
+                if receiver is not None and org is not None:
                     self._to_receivers -= 1
-                    self._per_receiver[receiver] -= 1
-                    if self._per_receiver[receiver] == 0:
-                        del self._per_receiver[receiver]
+                    self._per_receiver -= Counter({receiver: 1})  # drops it at zero
+                    self._per_org -= Counter({org: 1})
             self.freed.set()
 
     def drain(self) -> int:
@@ -156,6 +167,15 @@ class Dispatcher:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)  # deliveries in flight end within their deadline
+
+
+def _at_share(counts: Counter[tuple[str, str]], share: int) -> dict[str, frozenset[str]]:
+    """kind -> the keys (receivers, organizations) with `share` deliveries in flight."""
+    full: dict[str, set[str]] = {}
+    for (kind, key), n in counts.items():
+        if n >= share:
+            full.setdefault(kind, set()).add(key)
+    return {kind: frozenset(keys) for kind, keys in full.items()}
 
 
 def deliver(db: Database, config: Config, message: OutboxMessage, lease: timedelta) -> None:
