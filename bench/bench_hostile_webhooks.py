@@ -10,11 +10,13 @@ stalled receiver is the delivery throughput. Each scenario runs on a fresh SQLit
 PostgreSQL database with --pg) and is cut off after --max-seconds.
 
     .venv/bin/python bench/bench_hostile_webhooks.py [--mails 100] [--events 5] [--pg]
+        [--smtp-latency-ms 50] [--set GATEWAY_OUTBOX_CONCURRENCY=16]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import platform
@@ -47,6 +49,18 @@ PG_ADMIN = os.environ.get(
 )
 
 
+class RelayWithLatency(MailServer):
+    """aiosmtpd that answers DATA after `latency` seconds, as a relay across a network does."""
+
+    def __init__(self, latency: float) -> None:
+        super().__init__()
+        self.latency = latency
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(self.latency)
+        return await super().handle_DATA(server, session, envelope)
+
+
 class Scenario:
     """A fresh database with `stalled` organizations whose receivers trickle, their events
     queued first, then `mails` invitations of healthy organizations."""
@@ -61,7 +75,7 @@ class Scenario:
             url = PG_ADMIN.rsplit("/", 1)[0] + "/" + self.pg_name
         else:
             url = f"sqlite:///{workdir / 'bench.db'}"
-        self.smtp = MailServer().start()
+        self.smtp = RelayWithLatency(args.smtp_latency_ms / 1000).start()
         self.receivers = [TricklingServer.http(interval=2.0).start() for _ in range(stalled)]
         env = {
             "GATEWAY_DATA_DIR": str(workdir / "data"),
@@ -152,6 +166,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5, help="queued per stalled receiver")
     parser.add_argument("--stalled", default="0,1,5,20")
     parser.add_argument("--max-seconds", type=float, default=300)
+    parser.add_argument(
+        "--smtp-latency-ms", type=float, default=0, help="the SMTP server's delay before its 250"
+    )
     parser.add_argument("--pg", action="store_true", help="PostgreSQL at SCIMGATE_TEST_PG_URL")
     parser.add_argument(
         "--set",
@@ -187,7 +204,8 @@ def main() -> None:
     print(
         f"\n{args.mails} invitation mails of 10 healthy organizations, queued behind each "
         f"stalled organization's {args.events} invitation mails and {args.events} webhook "
-        f"events; {'PostgreSQL' if args.pg else 'SQLite'}; worker: {settings}; "
+        f"events; SMTP answering after {args.smtp_latency_ms:g} ms; "
+        f"{'PostgreSQL' if args.pg else 'SQLite'}; worker: {settings}; "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}\n"
     )
     print("| stalled receivers | queued ahead | all healthy mails delivered after | mails/s |")
