@@ -269,6 +269,49 @@ SETTINGS: tuple[Setting, ...] = (
         "hands it to another after this.",
     ),
     Setting(
+        "GATEWAY_OUTBOX_CONCURRENCY",
+        _positive_int,
+        "8",
+        "Deliveries (e-mails, webhooks) in flight at once in each worker process, on as many "
+        "threads; one slow delivery holds one of them, never the whole worker.",
+    ),
+    Setting(
+        "GATEWAY_WEBHOOK_CONCURRENCY",
+        _positive_int,
+        "4",
+        "Of those, the most that may be webhooks, so receivers that stall leave the rest for "
+        "e-mail. Lower than GATEWAY_OUTBOX_CONCURRENCY.",
+    ),
+    Setting(
+        "GATEWAY_WEBHOOK_PER_RECEIVER",
+        _positive_int,
+        "1",
+        "Most webhook deliveries in flight to one endpoint in each worker process: a slow "
+        "receiver's further messages wait while other receivers' proceed. With 1, an endpoint "
+        "gets its events in order (unless a failed one is retried later); more may reorder them.",
+    ),
+    Setting(
+        "GATEWAY_WEBHOOK_PER_ORG",
+        _positive_int,
+        "2",
+        "Most webhook deliveries in flight for one organization's endpoints together, in each "
+        "worker process: many endpoints of one organization cannot take every webhook thread.",
+    ),
+    Setting(
+        "GATEWAY_WEBHOOK_DEADLINE_SECONDS",
+        _positive_int,
+        "20",
+        "Total time one webhook delivery may take (connect, TLS, request, status line, headers, "
+        "answer); at the deadline the connection is cut and the delivery retried later.",
+    ),
+    Setting(
+        "GATEWAY_SMTP_DEADLINE_SECONDS",
+        _positive_int,
+        "60",
+        "Total time one SMTP delivery may take (connect, TLS, login, message); at the deadline "
+        "the connection is cut and the mail retried later.",
+    ),
+    Setting(
         "GATEWAY_WEBHOOK_ALLOW_PRIVATE",
         Networks.parse,
         "",
@@ -311,6 +354,12 @@ class Config:
     token_cache_seconds: int = 5
     scim_apply: str = "inline"
     webhook_allow_private: Networks = Networks()
+    outbox_concurrency: int = 8
+    webhook_concurrency: int = 4
+    webhook_per_receiver: int = 1
+    webhook_per_org: int = 2
+    webhook_deadline_seconds: int = 20
+    smtp_deadline_seconds: int = 60
 
     @property
     def is_sqlite(self) -> bool:
@@ -372,6 +421,19 @@ class Config:
             raise ConfigError(
                 "GATEWAY_SCIM_DEFAULT_COUNT must not be larger than GATEWAY_SCIM_MAX_RESULTS."
             )
+        if config.webhook_concurrency >= config.outbox_concurrency:
+            raise ConfigError(
+                "GATEWAY_WEBHOOK_CONCURRENCY must be lower than GATEWAY_OUTBOX_CONCURRENCY: the "
+                "rest is what e-mail keeps when webhook receivers stall."
+            )
+        for name in ("GATEWAY_WEBHOOK_DEADLINE_SECONDS", "GATEWAY_SMTP_DEADLINE_SECONDS"):
+            # A delivery that outlived its lease could be claimed and sent by another worker.
+            deadline = getattr(config, name.removeprefix("GATEWAY_").lower())
+            if deadline >= config.outbox_lease_seconds:
+                raise ConfigError(
+                    f"{name} must be lower than GATEWAY_OUTBOX_LEASE_SECONDS, or a delivery "
+                    "still running could be sent a second time by another worker."
+                )
         return config
 
 

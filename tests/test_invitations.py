@@ -289,3 +289,31 @@ def test_changing_an_invited_members_email_sends_a_new_link_and_voids_the_old(sc
     assert member.email == "john@acme.example" and member.status == "invited"
     assert member.invitation_nonce != before
     assert sent_to == ["jon@other.example", "john@acme.example"]
+
+
+def test_a_name_with_line_breaks_arrives_in_one_clean_header(scim, database, smtp, worker_config):
+    create_user(
+        scim,
+        "ann@acme.example",
+        displayName="Ann\r\nBcc: eve@evil.example\nLee",
+        name={"formatted": "Ann Lee"},
+    )
+    assert work(database, worker_config) == 1
+    (mail,) = smtp.messages  # delivered at the first attempt, not retried until failed
+    assert mail["To"].addresses[0].display_name == "Ann Bcc: eve@evil.example Lee"
+    assert [a.addr_spec for a in mail["To"].addresses] == ["ann@acme.example"]
+    assert mail["Bcc"] is None
+    with database.read() as session:
+        assert session.scalar(select(OutboxMessage.status)) == "sent"
+
+
+def test_an_organization_name_with_line_breaks_gives_a_clean_subject(
+    scim, database, smtp, worker_config
+):
+    with database.transaction() as session:
+        session.get(Organization, scim.org_id).name = "Acme\r\nX-Injected: 1"
+    create_user(scim, "ann@acme.example")
+    work(database, worker_config)
+    (mail,) = smtp.messages
+    assert mail["Subject"] == "Acme X-Injected: 1 invites you to its password manager organization"
+    assert mail["X-Injected"] is None

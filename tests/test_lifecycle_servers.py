@@ -1,6 +1,7 @@
 """Real servers for the lifecycle tests (no tests of its own): an SMTP server (aiosmtpd) that can
-be told to refuse with 451 ("SMTP down"), an HTTP receiver that records webhook requests, and
-helpers that drive the outbox worker and the CLI the way production does."""
+be told to refuse with 451 ("SMTP down"), an HTTP receiver that records webhook requests, a peer
+that trickles its answer (a stalled webhook receiver or SMTP server), and helpers that drive the
+outbox worker and the CLI the way production does."""
 
 from __future__ import annotations
 
@@ -118,6 +119,80 @@ class Receiver:
     def env(self) -> dict[str, str]:
         """The operator setting that lets webhooks go to this receiver, on a loopback address."""
         return {"GATEWAY_WEBHOOK_ALLOW_PRIVATE": "127.0.0.1/32"}
+
+
+class TricklingServer:
+    """A hostile peer on 127.0.0.1: for each connection it (optionally) reads the request, sends
+    `first`, then one more line every `interval` seconds, never finishing, until the client
+    hangs up or the server stops. `connections` counts connections, `most_open` the most open
+    at once."""
+
+    def __init__(self, first: bytes, line: bytes, *, interval: float, read_first: bool) -> None:
+        self.first, self.line, self.interval, self.read_first = first, line, interval, read_first
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()
+        self.connections = self.open = self.most_open = 0
+
+    @classmethod
+    def http(cls, interval: float = 2.0) -> TricklingServer:
+        """A webhook receiver that answers its status line, then one header every `interval`."""
+        return cls(
+            b"HTTP/1.1 200 OK\r\n", b"X-Wait: a moment\r\n", interval=interval, read_first=True
+        )
+
+    @classmethod
+    def smtp(cls, interval: float = 2.0) -> TricklingServer:
+        """An SMTP server whose greeting is one continuation line every `interval`."""
+        return cls(
+            b"220-slow.example ESMTP\r\n",
+            b"220-still here\r\n",
+            interval=interval,
+            read_first=False,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/slow"
+
+    def start(self) -> TricklingServer:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with self.lock:
+            self.connections += 1
+            self.open += 1
+            self.most_open = max(self.most_open, self.open)
+        try:
+            conn.settimeout(10)
+            if self.read_first:
+                conn.recv(65536)
+            conn.sendall(self.first)
+            while not self.stopped.wait(self.interval):
+                conn.sendall(self.line)
+        except OSError:  # the client cut the connection
+            pass
+        finally:
+            conn.close()
+            with self.lock:
+                self.open -= 1
 
 
 def make_config(database, tmp_path, **env: str) -> Config:

@@ -175,6 +175,8 @@ def _workers(pg_url: str, mail: MailServer, tmp_path: Path, *names: str) -> list
         "GATEWAY_DATABASE_URL": pg_url,
         "GATEWAY_WORKER_POLL_SECONDS": "1",
         "GATEWAY_OUTBOX_LEASE_SECONDS": "3",
+        "GATEWAY_SMTP_DEADLINE_SECONDS": "2",
+        "GATEWAY_WEBHOOK_DEADLINE_SECONDS": "2",
         **mail.env(),
     }
     return [Served(tmp_path / name, command="worker", env=env) for name in names]

@@ -31,7 +31,7 @@ from gateway.errors import GatewayError, InvalidInput
 from gateway.lifecycle import members
 from gateway.lifecycle.fingerprint import key_bytes
 from gateway.lifecycle.settings import LifecycleSettings, matching_rule
-from gateway.outbox.mail import send_mail
+from gateway.outbox.mail import header_text, send_mail
 from gateway.outbox.worker import handler
 from gateway.store import Database
 from gateway.store.models import Member, Organization, OutboxMessage, utcnow
@@ -156,8 +156,10 @@ def invitation_mail(
     }
     mail = EmailMessage()
     mail["From"] = config.mail_from
-    mail["To"] = formataddr((member.name or "", member.email))
-    mail["Subject"] = f"{org.name} invites you to its password manager organization"
+    # Names come from IdPs and admins: a line break in one must not fail the mail (or add a
+    # header), so each run of control characters becomes a space.
+    mail["To"] = formataddr((header_text(member.name or ""), header_text(member.email)))
+    mail["Subject"] = f"{header_text(org.name)} invites you to its password manager organization"
     # Stable across retries: a receiving server or the recipient can drop duplicates.
     mail["Message-ID"] = message.message_id
     mail.set_content(_mail_templates.get_template("invitation_mail.txt").render(context))

@@ -5,8 +5,9 @@ Headers: `X-Scimgate-Event-Id` (the event's unique id: the same on every retry a
 this attempt) and `X-Scimgate-Signature: sha256=<hex>`, an HMAC-SHA256 with the endpoint's secret
 over `<timestamp>.<raw body>`. A receiver recomputes it, compares in constant time and refuses
 timestamps older than a few minutes (replay). Any 2xx answer is a delivery; anything else (a
-redirect too: it is not followed), or no answer within the timeout, raises so the worker retries
-with backoff and finally marks it failed.
+redirect too: it is not followed), or no complete answer within GATEWAY_WEBHOOK_DEADLINE_SECONDS
+(connect, TLS, request, status line, headers and answer together: gateway.outbox.deadline), raises
+so the worker retries with backoff and finally marks it failed.
 
 Before each attempt the endpoint's host name is resolved and every address it resolves to must be
 one webhooks may go to (gateway.lifecycle.webhooks.refused_kind: public, or allowed by
@@ -43,6 +44,7 @@ from urllib3.util.connection import create_connection
 
 from gateway.config import Config, Networks
 from gateway.lifecycle.webhooks import allow_hint, decrypt_secret, refused_kind
+from gateway.outbox.deadline import Deadline
 from gateway.outbox.worker import handler
 from gateway.store import Database
 from gateway.store.models import OutboxMessage, WebhookEndpoint
@@ -131,9 +133,12 @@ class _PinnedConnection(HTTPConnection):
     name stays `host`, so it is still what the Host header, TLS SNI and certificate check use.
     (urllib3's own SOCKS connection overrides `_new_conn` the same way.)"""
 
-    def __init__(self, *args: Any, addresses: tuple[str, ...], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, addresses: tuple[str, ...], deadline: Deadline, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.addresses = addresses
+        self.deadline = deadline
 
     def _new_conn(self) -> socket.socket:
         error: OSError | None = None
@@ -141,13 +146,15 @@ class _PinnedConnection(HTTPConnection):
             try:
                 sock = create_connection(
                     (address, self.port),
-                    self.timeout,
+                    min(self.timeout, self.deadline.remaining()),  # type: ignore[type-var]
                     source_address=self.source_address,
                     socket_options=self.socket_options,
                 )
             except OSError as exc:
                 error = exc
                 continue
+            # Watched before TLS and before the request: the deadline covers everything after.
+            self.deadline.watch(sock)
             sys.audit("http.client.connect", self, self.host, self.port)
             return sock
         if isinstance(error, TimeoutError):
@@ -170,11 +177,13 @@ class _PinnedHTTPSConnectionPool(HTTPSConnectionPool):
 
 
 class _PinnedPoolManager(PoolManager):
-    """Pools whose connections go to `addresses`, whatever the URL's host resolves to now."""
+    """Pools whose connections go to `addresses`, whatever the URL's host resolves to now, and
+    are cut when `deadline` passes."""
 
-    def __init__(self, addresses: tuple[str, ...], **kwargs: Any) -> None:
+    def __init__(self, addresses: tuple[str, ...], deadline: Deadline, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.addresses = addresses
+        self.deadline = deadline
         self.pool_classes_by_scheme = {
             "http": _PinnedHTTPConnectionPool,
             "https": _PinnedHTTPSConnectionPool,
@@ -189,12 +198,14 @@ class _PinnedPoolManager(PoolManager):
     ) -> HTTPConnectionPool:
         context = dict(self.connection_pool_kw if request_context is None else request_context)
         context["addresses"] = self.addresses  # handed on to each connection
+        context["deadline"] = self.deadline
         return super()._new_pool(scheme, host, port, context)
 
 
 class _PinnedAdapter(HTTPAdapter):
-    def __init__(self, addresses: tuple[str, ...]) -> None:
+    def __init__(self, addresses: tuple[str, ...], deadline: Deadline) -> None:
         self.addresses = addresses
+        self.deadline = deadline
         super().__init__()
 
     def init_poolmanager(
@@ -202,7 +213,12 @@ class _PinnedAdapter(HTTPAdapter):
     ) -> None:
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
         self.poolmanager = _PinnedPoolManager(
-            self.addresses, num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs
+            self.addresses,
+            self.deadline,
+            num_pools=connections,
+            maxsize=maxsize,
+            block=block,
+            **pool_kwargs,
         )
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
@@ -210,62 +226,73 @@ class _PinnedAdapter(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
-def pinned_session(addresses: tuple[str, ...]) -> requests.Session:
-    """A requests session whose connections, whatever their URL, go to `addresses` only."""
+def pinned_session(addresses: tuple[str, ...], deadline: Deadline) -> requests.Session:
+    """A requests session whose connections, whatever their URL, go to `addresses` only, and are
+    cut when `deadline` passes."""
     session = requests.Session()
-    adapter = _PinnedAdapter(addresses)
+    adapter = _PinnedAdapter(addresses, deadline)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
 
 
-@handler("webhook")
+@handler("webhook", receiver="endpoint_id")
 def send_webhook(db: Database, config: Config, message: OutboxMessage) -> None:
     payload = message.payload
+    shown = payload.get("url", "")
     with db.read() as session:
         endpoint = session.get(WebhookEndpoint, payload.get("endpoint_id"))
         if endpoint is None:
             log.info("webhook %s: its endpoint was removed; not sent", message.id)
             return
         url, secret = endpoint.url, decrypt_secret(config.secret_key, endpoint)
-    addresses = vetted_addresses(url, config.webhook_allow_private, shown=payload.get("url", ""))
-    body = encode_body(payload["event"])
-    timestamp = str(int(time.time()))
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "scimgate-webhooks/1",
-        EVENT_ID_HEADER: payload["event"]["id"],
-        DELIVERY_HEADER: message.message_id,
-        TIMESTAMP_HEADER: timestamp,
-        SIGNATURE_HEADER: signature(secret, timestamp, body),
-    }
     # requests' timeout bounds each socket wait, not the exchange: a receiver trickling its
-    # answer would hold the worker (and every other organization's mail) for ever. The answer
-    # is streamed, at most a few KB are read, and the whole exchange has a deadline.
-    deadline = time.monotonic() + 2 * TIMEOUT_SECONDS
-    try:
-        with (
-            pinned_session(addresses) as session,
-            session.post(
-                url,
-                data=body,
-                headers=headers,
-                timeout=TIMEOUT_SECONDS,
-                allow_redirects=False,
-                stream=True,
-            ) as response,
-        ):
-            read = 0
-            for chunk in response.iter_content(1024):
-                read += len(chunk)
-                if read >= 8192 or time.monotonic() > deadline:
-                    break
-    except requests.RequestException as exc:
-        raise WebhookRefused(f"{payload.get('url')}: {exc.__class__.__name__}") from None
+    # status line and headers would hold the delivery for ever. The deadline covers the whole
+    # exchange (the name lookup cannot be interrupted, but counts against it).
+    with Deadline(config.webhook_deadline_seconds) as deadline:
+        addresses = vetted_addresses(url, config.webhook_allow_private, shown=shown)
+        body = encode_body(payload["event"])
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "scimgate-webhooks/1",
+            EVENT_ID_HEADER: payload["event"]["id"],
+            DELIVERY_HEADER: message.message_id,
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: signature(secret, timestamp, body),
+        }
+        try:
+            wait = min(TIMEOUT_SECONDS, deadline.remaining())
+            with (
+                pinned_session(addresses, deadline) as session,
+                session.post(
+                    url,
+                    data=body,
+                    headers=headers,
+                    timeout=(wait, wait),
+                    allow_redirects=False,
+                    stream=True,
+                ) as response,
+            ):
+                read = 0  # at most a few KB of the answer are read: only its status matters
+                for chunk in response.iter_content(1024):
+                    read += len(chunk)
+                    if read >= 8192:
+                        break
+        except requests.RequestException as exc:
+            if not deadline.expired:
+                raise WebhookRefused(f"{shown}: {exc.__class__.__name__}") from None
+        # Checked even when no error was raised: http.client takes a connection cut in the
+        # middle of the headers for their end, so a cut exchange can look like a 200.
+        if deadline.expired:
+            raise WebhookRefused(
+                f"{shown}: no complete answer within the {deadline.seconds:g} s deadline "
+                "(GATEWAY_WEBHOOK_DEADLINE_SECONDS)"
+            )
     if 300 <= response.status_code < 400:
         raise WebhookRefused(
-            f"{payload.get('url')} answered HTTP {response.status_code}: redirects are not "
+            f"{shown} answered HTTP {response.status_code}: redirects are not "
             "followed, register the URL it redirects to"
         )
     if not 200 <= response.status_code < 300:
-        raise WebhookRefused(f"{payload.get('url')} answered HTTP {response.status_code}")
+        raise WebhookRefused(f"{shown} answered HTTP {response.status_code}")
