@@ -53,8 +53,9 @@ from gateway.admin.web import (
     start_session,
 )
 from gateway.app import gateway
-from gateway.errors import Conflict, GatewayError, InvalidInput, NotFound, Unauthorized
+from gateway.errors import GatewayError, InvalidInput, NotFound
 from gateway.events import display_url
+from gateway.http_errors import status_of
 from gateway.lifecycle import webhooks
 from gateway.store.models import ADMIN_ROLES, MEMBER_ROLES, MEMBER_STATUSES, ORG_PLANS, Organization
 
@@ -119,15 +120,14 @@ def _context() -> dict[str, Any]:
     return {"me": g.get("principal"), "role_labels": ROLE_LABELS}
 
 
-_STATUS = {NotFound: 404, Forbidden: 403, Unauthorized: 401, Conflict: 409}
-
-
 @console.errorhandler(GatewayError)
 def _gateway_error(exc: GatewayError) -> Any:
+    """A failed form post returns to its page with the message; anything else is an error page
+    with the status gateway.http_errors gives the error's family."""
+    status = status_of(exc).status
     if request.method == "POST" and not isinstance(exc, NotFound | Forbidden):
         flash(str(exc), "error")
         return redirect(_back())
-    status = next((code for kind, code in _STATUS.items() if isinstance(exc, kind)), 400)
     return render_template("error.html", message=str(exc), status=status), status
 
 
