@@ -269,6 +269,22 @@ SETTINGS: tuple[Setting, ...] = (
         "hands it to another after this.",
     ),
     Setting(
+        "GATEWAY_LOGIN_ATTEMPTS_PER_ACCOUNT",
+        _positive_int,
+        "5",
+        "Wrong passwords for one console account from one client address within 15 minutes "
+        "before that address must wait for that account. The same account from another "
+        "address still signs in.",
+    ),
+    Setting(
+        "GATEWAY_LOGIN_ATTEMPTS_PER_ADDRESS",
+        _positive_int,
+        "20",
+        "Wrong passwords from one client address within 15 minutes, whatever the accounts, "
+        "before that address must wait (behind a proxy, set GATEWAY_TRUST_PROXY so the "
+        "client's address is the one counted).",
+    ),
+    Setting(
         "GATEWAY_WEBHOOK_ALLOW_PRIVATE",
         Networks.parse,
         "",
@@ -311,6 +327,8 @@ class Config:
     token_cache_seconds: int = 5
     scim_apply: str = "inline"
     webhook_allow_private: Networks = Networks()
+    login_attempts_per_account: int = 5
+    login_attempts_per_address: int = 20
 
     @property
     def is_sqlite(self) -> bool:

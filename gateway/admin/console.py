@@ -199,14 +199,26 @@ def login() -> Any:
         return render_template("login.html", next=request.args.get("next", ""))
     email = request.form.get("email", "")[:320]
     password = request.form.get("password", "")[:1024]
+    config = gateway().config
+    limits = accounts.LoginLimits(
+        per_account=config.login_attempts_per_account,
+        per_address=config.login_attempts_per_address,
+    )
     try:
-        with _write() as session:
-            admin = accounts.login(session, email, password)
-            if admin is not None:
-                start_session(session, admin)
+        # No transaction here: accounts.login opens its own short ones around the password
+        # check (and opens the console session in the last).
+        admin = accounts.login(
+            gateway().db,
+            email,
+            password,
+            address=request.remote_addr or "unknown",
+            limits=limits,
+            on_success=start_session,
+        )
     except LoginThrottled as exc:
         flash(str(exc), "error")
-        return render_template("login.html", next=request.form.get("next", "")), 429
+        retry_after = {"Retry-After": str(int(limits.window.total_seconds()))}
+        return render_template("login.html", next=request.form.get("next", "")), 429, retry_after
     if admin is None:
         flash("Wrong e-mail or password, or the account is not confirmed yet.", "error")
         return render_template("login.html", next=request.form.get("next", "")), 401
