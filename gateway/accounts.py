@@ -273,11 +273,12 @@ def read_invitation(session: Session, secret_key: str, token: str) -> ConsoleAdm
 
 
 def accept_invitation(
-    session: Session, secret_key: str, token: str, *, password: str, name: str | None = None
+    session: Session, secret_key: str, token: str, *, password_hash: str, name: str | None = None
 ) -> ConsoleAdmin:
-    """invited -> accepted: the new admin chose a password; a provider admin confirms next."""
+    """invited -> accepted: the new admin chose a password (hashed by `hash_password` before
+    the transaction, so Argon2 holds no lock); a provider admin confirms next."""
     admin = read_invitation(session, secret_key, token)
-    admin.password_hash = hash_password(password)
+    admin.password_hash = password_hash
     if name:
         admin.name = name.strip()[:200]
     admin.status = "accepted"
@@ -489,13 +490,31 @@ def signed_in_admin(session: Session, admin_id: str | None) -> ConsoleAdmin | No
     return admin if admin is not None and admin.status == "confirmed" else None
 
 
-def change_password(session: Session, admin_id: str, current: str, new: str) -> None:
-    admin = get_admin(session, admin_id)
-    if not _password_matches(admin.password_hash, current):
+def change_password(
+    db: Database,
+    admin_id: str,
+    current: str,
+    new: str,
+    *,
+    on_success: Callable[[Session, ConsoleAdmin], object] | None = None,
+) -> None:
+    """A new password; every session of the account ends (`on_success`, e.g. a new session
+    for this browser, runs in the same transaction). Both Argon2 runs (check the current
+    password, hash the new one) happen between two short transactions, holding nothing."""
+    with db.read() as session:
+        stored = get_admin(session, admin_id).password_hash
+    if not _password_matches(stored, current):
         raise InvalidInput("the current password is wrong")
-    admin.password_hash = hash_password(new)
-    end_console_sessions(session, admin.id)
-    _event(session, f"admin:{admin.id}", "admin.password_changed", admin)
+    new_hash = hash_password(new)
+    with db.transaction() as session:
+        admin = get_admin(session, admin_id)
+        if admin.password_hash != stored:
+            raise InvalidInput("the password was changed meanwhile; sign in again")
+        admin.password_hash = new_hash
+        end_console_sessions(session, admin.id)
+        _event(session, f"admin:{admin.id}", "admin.password_changed", admin)
+        if on_success is not None:
+            on_success(session, admin)
 
 
 # --- console sessions -----------------------------------------------------------------------------

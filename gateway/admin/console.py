@@ -245,9 +245,12 @@ def accept(token: str) -> Any:
         flash("The two passwords differ.", "error")
         return redirect(url_for("console.accept", token=token))
     try:
+        with _read() as session:  # a stranger's link costs no Argon2 run
+            accounts.read_invitation(session, secret, token)
+        password_hash = accounts.hash_password(password)  # outside any transaction
         with _write() as session:
             accounts.accept_invitation(
-                session, secret, token, password=password, name=request.form.get("name")
+                session, secret, token, password_hash=password_hash, name=request.form.get("name")
             )
             end_session(session)
     except InvalidInput as exc:
@@ -733,11 +736,12 @@ def password_change() -> Any:
     new = request.form.get("new_password", "")
     if new != request.form.get("new_password_again", ""):
         raise InvalidInput("the two new passwords differ")
-    with _write() as session:
-        accounts.change_password(
-            session, principal().admin_id, request.form.get("current_password", ""), new
-        )
-        admin = accounts.get_admin(session, principal().admin_id)
-        start_session(session, admin)
+    accounts.change_password(
+        gateway().db,
+        principal().admin_id,
+        request.form.get("current_password", ""),
+        new,
+        on_success=start_session,
+    )
     flash("Password changed; other sessions of this account are signed out.", "ok")
     return redirect(url_for("console.me"))
