@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -52,6 +53,11 @@ MIN_PASSWORD_LENGTH = 12
 # out of that account until the window passes (LoginLimits; the console takes them from config).
 THROTTLE_WINDOW = timedelta(minutes=15)
 THROTTLE_LIMIT = 5
+# Argon2 runs of logins at once in one process, and how long a login waits for a turn before it
+# is told to retry. A flood from many addresses then costs the machine at most one core per web
+# process, and holds at most one thread each: SCIM keeps the rest. (Argon2 releases the GIL.)
+_ARGON2_SLOTS = threading.BoundedSemaphore(1)
+ARGON2_WAIT_SECONDS = 0.25
 # PostgreSQL advisory lock space of the login throttle (pg_advisory_xact_lock's two-key form).
 _LOGIN_LOCK_SPACE = 0x5C1A
 # A console session's last_seen_at is written at most this often, so every page is not a write.
@@ -69,6 +75,16 @@ class Forbidden(GatewayError):
 
 class LoginThrottled(GatewayError):
     """Too many failed logins from this client address (for this account, or at all) lately."""
+
+    def __init__(
+        self, message: str, *, retry_after: int = int(THROTTLE_WINDOW.total_seconds())
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds
+
+
+class LoginBusy(LoginThrottled):
+    """Every password-checking slot of this process is taken (a login flood): retry soon."""
 
 
 @dataclass(frozen=True)
@@ -409,7 +425,8 @@ def _claim_attempt(session: Session, email: str, address: str, limits: LoginLimi
     ):
         minutes = int(limits.window.total_seconds() // 60)
         raise LoginThrottled(
-            f"too many failed sign-ins from your address; try again in {minutes} minutes"
+            f"too many failed sign-ins from your address; try again in {minutes} minutes",
+            retry_after=int(limits.window.total_seconds()),
         )
     attempt = Event(
         org_id=None,
@@ -451,12 +468,19 @@ def login(
     address = address or "unknown"
     with db.transaction() as session:
         claim = _claim_attempt(session, email, address, limits)
-    matches = _password_matches(claim.password_hash, password)
-    new_hash = (
-        _hasher.hash(password)
-        if matches and _hasher.check_needs_rehash(claim.password_hash or "")
-        else None
-    )
+    if not _ARGON2_SLOTS.acquire(timeout=ARGON2_WAIT_SECONDS):
+        with db.transaction() as session:  # no password was checked: not a failure
+            session.execute(delete(Event).where(Event.id == claim.event_id))
+        raise LoginBusy("sign-ins are busy right now; retry in a second", retry_after=1)
+    try:
+        matches = _password_matches(claim.password_hash, password)
+        new_hash = (
+            _hasher.hash(password)
+            if matches and _hasher.check_needs_rehash(claim.password_hash or "")
+            else None
+        )
+    finally:
+        _ARGON2_SLOTS.release()
     with db.transaction() as session:
         attempt = session.get(Event, claim.event_id)
         admin = session.get(ConsoleAdmin, claim.admin_id) if claim.admin_id else None

@@ -93,6 +93,7 @@ def error_response(
     kind: str = "error",
     scim_type: str | None = None,
     fields: object = None,
+    retry_after: int | None = None,
 ) -> Response:
     """The error in the language of the surface that was asked (`fields`: the admin API's
     per-field messages)."""
@@ -121,7 +122,7 @@ def error_response(
     if status == 401 and realm:
         response.headers["WWW-Authenticate"] = f'Bearer realm="{realm}"'
     if status in (429, 503):
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        response.headers["Retry-After"] = str(retry_after or RETRY_AFTER_SECONDS)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -131,7 +132,13 @@ def gateway_error(exc: GatewayError) -> Response:
     if family.status >= 500:
         # Not the client's doing and not a bug: one line, no traceback.
         log.error("%s: %s", exc.__class__.__name__, exc)
-    return error_response(family.status, str(exc), kind=family.kind, scim_type=family.scim_type)
+    return error_response(
+        family.status,
+        str(exc),
+        kind=family.kind,
+        scim_type=family.scim_type,
+        retry_after=getattr(exc, "retry_after", None),
+    )
 
 
 def _http_error(exc: HTTPException) -> Response | HTTPException:

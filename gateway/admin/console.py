@@ -217,7 +217,7 @@ def login() -> Any:
         )
     except LoginThrottled as exc:
         flash(str(exc), "error")
-        retry_after = {"Retry-After": str(int(limits.window.total_seconds()))}
+        retry_after = {"Retry-After": str(exc.retry_after)}
         return render_template("login.html", next=request.form.get("next", "")), 429, retry_after
     if admin is None:
         flash("Wrong e-mail or password, or the account is not confirmed yet.", "error")
