@@ -458,7 +458,8 @@ def login(
     on_success: Callable[[Session, ConsoleAdmin], object] | None = None,
 ) -> ConsoleAdmin | None:
     """The confirmed account these credentials belong to, or None (the failure is recorded).
-    Raises LoginThrottled while `address` is over a limit.
+    Raises LoginThrottled while `address` is over a limit, and LoginBusy when this process's
+    password-checking slot stays taken (a flood) for ARGON2_WAIT_SECONDS.
 
     Three steps, so that Argon2 (tens of milliseconds of CPU, on purpose) never runs inside a
     transaction or under SQLite's write lock, where it would hold up every SCIM write: a short
