@@ -2,8 +2,9 @@
 
 Does: create the first account (`scimgate admin create`), invite further ones (invite -> accept ->
 confirm, as members go; the invitation e-mail is an `admin_invitation` outbox message), hash
-passwords with Argon2id, check logins with throttling (failed attempts are `admin.login_failed`
-events, so every web node sees them), keep the record of console sessions (only a SHA-256 of each
+passwords with Argon2id, check logins with throttling per client address and account (failed
+attempts are `admin.login_failed` events, so every web node sees them; Argon2 runs outside any
+transaction), keep the record of console sessions (only a SHA-256 of each
 session id; a session ends at sign-out, at a password change and with its account), issue and
 revoke admin API keys, and answer "which organizations may this account see" (`Principal`).
 Does not: speak HTTP (cookies and CSRF are gateway.admin's) nor send mail (the outbox worker does).
@@ -14,18 +15,21 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from gateway.errors import Conflict, GatewayError, InvalidInput, InvalidTransition, NotFound
 from gateway.outbox.queue import enqueue
+from gateway.store import Database
 from gateway.store.models import (
     ADMIN_ROLES,
     ApiToken,
@@ -45,9 +49,17 @@ ROLE_LABELS = {
 }
 ADMIN_STATUSES = ("invited", "accepted", "confirmed")
 MIN_PASSWORD_LENGTH = 12
-# Five wrong passwords within fifteen minutes lock the e-mail address until the window passes.
+# Five wrong passwords for an account from one address within fifteen minutes lock that address
+# out of that account until the window passes (LoginLimits; the console takes them from config).
 THROTTLE_WINDOW = timedelta(minutes=15)
 THROTTLE_LIMIT = 5
+# Argon2 runs of logins at once in one process, and how long a login waits for a turn before it
+# is told to retry. A flood from many addresses then costs the machine at most one core per web
+# process, and holds at most one thread each: SCIM keeps the rest. (Argon2 releases the GIL.)
+_ARGON2_SLOTS = threading.BoundedSemaphore(1)
+ARGON2_WAIT_SECONDS = 0.25
+# PostgreSQL advisory lock space of the login throttle (pg_advisory_xact_lock's two-key form).
+_LOGIN_LOCK_SPACE = 0x5C1A
 # A console session's last_seen_at is written at most this often, so every page is not a write.
 SESSION_SEEN_RESOLUTION = timedelta(minutes=1)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -62,7 +74,17 @@ class Forbidden(GatewayError):
 
 
 class LoginThrottled(GatewayError):
-    """Too many failed logins for this e-mail address lately."""
+    """Too many failed logins from this client address (for this account, or at all) lately."""
+
+    def __init__(
+        self, message: str, *, retry_after: int = int(THROTTLE_WINDOW.total_seconds())
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds
+
+
+class LoginBusy(LoginThrottled):
+    """Every password-checking slot of this process is taken (a login flood): retry soon."""
 
 
 @dataclass(frozen=True)
@@ -267,11 +289,12 @@ def read_invitation(session: Session, secret_key: str, token: str) -> ConsoleAdm
 
 
 def accept_invitation(
-    session: Session, secret_key: str, token: str, *, password: str, name: str | None = None
+    session: Session, secret_key: str, token: str, *, password_hash: str, name: str | None = None
 ) -> ConsoleAdmin:
-    """invited -> accepted: the new admin chose a password; a provider admin confirms next."""
+    """invited -> accepted: the new admin chose a password (hashed by `hash_password` before
+    the transaction, so Argon2 holds no lock); a provider admin confirms next."""
     admin = read_invitation(session, secret_key, token)
-    admin.password_hash = hash_password(password)
+    admin.password_hash = password_hash
     if name:
         admin.name = name.strip()[:200]
     admin.status = "accepted"
@@ -332,12 +355,26 @@ def list_admins(session: Session) -> list[tuple[ConsoleAdmin, list[str]]]:
 # --- signing in -----------------------------------------------------------------------------------
 
 
-def _throttle_key(email: str) -> str:
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+@dataclass(frozen=True)
+class LoginLimits:
+    """Wrong passwords allowed within `window` before the client must wait: per client address
+    and account (a stranger locks out only their own address, never the account for its owner
+    elsewhere), and per client address across accounts (one address spraying many)."""
+
+    per_account: int = THROTTLE_LIMIT
+    per_address: int = 20
+    window: timedelta = THROTTLE_WINDOW
 
 
-def recent_failures(session: Session, email: str, *, now: datetime | None = None) -> int:
-    now = now or utcnow()
+def _throttle_key(address: str, email: str) -> str:
+    return hashlib.sha256(f"{address}\n{email.strip().lower()}".encode()).hexdigest()
+
+
+def _client(address: str) -> str:
+    return f"client:{address}"
+
+
+def _failures(session: Session, since: datetime, *conditions: Any) -> int:
     return int(
         session.scalar(
             select(func.count())
@@ -345,43 +382,129 @@ def recent_failures(session: Session, email: str, *, now: datetime | None = None
             .where(
                 Event.org_id.is_(None),
                 Event.type == "admin.login_failed",
-                Event.target_id == _throttle_key(email),
-                Event.at > now - THROTTLE_WINDOW,
+                Event.at > since,
+                *conditions,
             )
         )
         or 0
     )
 
 
-def login(session: Session, email: str, password: str) -> ConsoleAdmin | None:
-    """The confirmed account these credentials belong to, or None (and the failure is recorded,
-    so commit the session). Raises LoginThrottled while the address is locked."""
-    if recent_failures(session, email) >= THROTTLE_LIMIT:
-        minutes = int(THROTTLE_WINDOW.total_seconds() // 60)
-        raise LoginThrottled(
-            f"too many failed sign-ins for this address; try again in {minutes} minutes"
-        )
-    admin = session.scalar(
-        select(ConsoleAdmin).where(ConsoleAdmin.email_lower == email.strip().lower())
+def _serialise_address(session: Session, address: str) -> None:
+    """Checks and claims of one address run one at a time, so parallel attempts cannot all read
+    "under the limit" before any of them is counted. SQLite: the write transaction is the
+    database's one writer already. PostgreSQL: a transaction-scoped advisory lock (two-key
+    form, its own space beside the connectors' one-key locks), released at commit."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(address.encode()).digest()[:4], "big", signed=True)
+    session.execute(
+        text("select pg_advisory_xact_lock(:space, :key)"), {"space": _LOGIN_LOCK_SPACE, "key": key}
     )
-    matches = _password_matches(admin.password_hash if admin else None, password)
-    if admin is None or not matches or admin.status != "confirmed":
-        session.add(
-            Event(
-                org_id=None,
-                actor="system",
-                type="admin.login_failed",
-                target_type="admin_login",
-                target_id=_throttle_key(email),
-                detail={"reason": "not confirmed" if matches else "wrong e-mail or password"},
-            )
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """A counted attempt and the account row it is about, read in the claim's transaction."""
+
+    event_id: int
+    admin_id: str | None
+    password_hash: str | None
+    status: str | None
+
+
+def _claim_attempt(session: Session, email: str, address: str, limits: LoginLimits) -> _Claim:
+    """Count this attempt as a failure before its password is checked (the check clears it),
+    unless the address is over a limit: then LoginThrottled, and no password is checked."""
+    _serialise_address(session, address)
+    since = utcnow() - limits.window
+    pair = _throttle_key(address, email)
+    if (
+        _failures(session, since, Event.target_id == pair) >= limits.per_account
+        or _failures(session, since, Event.actor == _client(address)) >= limits.per_address
+    ):
+        minutes = int(limits.window.total_seconds() // 60)
+        raise LoginThrottled(
+            f"too many failed sign-ins from your address; try again in {minutes} minutes",
+            retry_after=int(limits.window.total_seconds()),
         )
-        return None
-    if _hasher.check_needs_rehash(admin.password_hash or ""):
-        admin.password_hash = _hasher.hash(password)
-    admin.last_login_at = utcnow()
-    _event(session, f"admin:{admin.id}", "admin.login", admin)
-    return admin
+    attempt = Event(
+        org_id=None,
+        actor=_client(address),
+        type="admin.login_failed",
+        target_type="admin_login",
+        target_id=pair,
+        detail={"reason": "being checked"},
+    )
+    session.add(attempt)
+    session.flush()
+    row = session.execute(
+        select(ConsoleAdmin.id, ConsoleAdmin.password_hash, ConsoleAdmin.status).where(
+            ConsoleAdmin.email_lower == email.strip().lower()
+        )
+    ).first()
+    if row is None:
+        return _Claim(attempt.id, None, None, None)
+    return _Claim(attempt.id, row.id, row.password_hash, row.status)
+
+
+def login(
+    db: Database,
+    email: str,
+    password: str,
+    *,
+    address: str,
+    limits: LoginLimits = LoginLimits(),
+    on_success: Callable[[Session, ConsoleAdmin], object] | None = None,
+) -> ConsoleAdmin | None:
+    """The confirmed account these credentials belong to, or None (the failure is recorded).
+    Raises LoginThrottled while `address` is over a limit, and LoginBusy when this process's
+    password-checking slot stays taken (a flood) for ARGON2_WAIT_SECONDS.
+
+    Three steps, so that Argon2 (tens of milliseconds of CPU, on purpose) never runs inside a
+    transaction or under SQLite's write lock, where it would hold up every SCIM write: a short
+    write claims the attempt (check and count, atomically), the password is checked with no
+    database connection held, and a short write records the outcome (and runs `on_success`,
+    e.g. opening the console session, in that same transaction)."""
+    address = address or "unknown"
+    with db.transaction() as session:
+        claim = _claim_attempt(session, email, address, limits)
+    if not _ARGON2_SLOTS.acquire(timeout=ARGON2_WAIT_SECONDS):
+        with db.transaction() as session:  # no password was checked: not a failure
+            session.execute(delete(Event).where(Event.id == claim.event_id))
+        raise LoginBusy("sign-ins are busy right now; retry in a second", retry_after=1)
+    try:
+        matches = _password_matches(claim.password_hash, password)
+        new_hash = (
+            _hasher.hash(password)
+            if matches and _hasher.check_needs_rehash(claim.password_hash or "")
+            else None
+        )
+    finally:
+        _ARGON2_SLOTS.release()
+    with db.transaction() as session:
+        attempt = session.get(Event, claim.event_id)
+        admin = session.get(ConsoleAdmin, claim.admin_id) if claim.admin_id else None
+        # The row may have changed while the password was checked (a new password, removed).
+        if (
+            admin is None
+            or not matches
+            or admin.password_hash != claim.password_hash
+            or admin.status != "confirmed"
+        ):
+            if attempt is not None:
+                reason = "not confirmed" if matches else "wrong e-mail or password"
+                attempt.detail = {"reason": reason}
+            return None
+        if attempt is not None:
+            session.delete(attempt)  # the right password: not a failure after all
+        if new_hash is not None:
+            admin.password_hash = new_hash
+        admin.last_login_at = utcnow()
+        _event(session, f"admin:{admin.id}", "admin.login", admin, address=address)
+        if on_success is not None:
+            on_success(session, admin)
+        return admin
 
 
 def signed_in_admin(session: Session, admin_id: str | None) -> ConsoleAdmin | None:
@@ -392,13 +515,31 @@ def signed_in_admin(session: Session, admin_id: str | None) -> ConsoleAdmin | No
     return admin if admin is not None and admin.status == "confirmed" else None
 
 
-def change_password(session: Session, admin_id: str, current: str, new: str) -> None:
-    admin = get_admin(session, admin_id)
-    if not _password_matches(admin.password_hash, current):
+def change_password(
+    db: Database,
+    admin_id: str,
+    current: str,
+    new: str,
+    *,
+    on_success: Callable[[Session, ConsoleAdmin], object] | None = None,
+) -> None:
+    """A new password; every session of the account ends (`on_success`, e.g. a new session
+    for this browser, runs in the same transaction). Both Argon2 runs (check the current
+    password, hash the new one) happen between two short transactions, holding nothing."""
+    with db.read() as session:
+        stored = get_admin(session, admin_id).password_hash
+    if not _password_matches(stored, current):
         raise InvalidInput("the current password is wrong")
-    admin.password_hash = hash_password(new)
-    end_console_sessions(session, admin.id)
-    _event(session, f"admin:{admin.id}", "admin.password_changed", admin)
+    new_hash = hash_password(new)
+    with db.transaction() as session:
+        admin = get_admin(session, admin_id)
+        if admin.password_hash != stored:
+            raise InvalidInput("the password was changed meanwhile; sign in again")
+        admin.password_hash = new_hash
+        end_console_sessions(session, admin.id)
+        _event(session, f"admin:{admin.id}", "admin.password_changed", admin)
+        if on_success is not None:
+            on_success(session, admin)
 
 
 # --- console sessions -----------------------------------------------------------------------------

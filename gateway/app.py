@@ -1,4 +1,5 @@
-"""The Flask application factory: settings, database, blueprints, request ids and access logs."""
+"""The Flask application factory: settings, database, blueprints, error handlers, request ids and
+access logs."""
 
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ def create_app(config: Config | None = None, *, database: Database | None = None
         rule = request.url_rule
         status = response.status_code
         method = request.method
-        metrics.observe_request(rule.rule if rule else "unmatched", method, status, duration / 1000)
+        metrics.observe_request(rule.rule if rule else None, method, status, duration / 1000)
         if not log.isEnabledFor(logging.INFO):
             return response
         path = request.path
@@ -135,11 +136,13 @@ def create_app(config: Config | None = None, *, database: Database | None = None
             return jsonify(status="unavailable", database="reachable", schema=state.value), 503
         return jsonify(status="ok", database="reachable", schema="current")
 
+    from gateway import http_errors
     from gateway.admin import register as register_admin
     from gateway.lifecycle.routes import invite
     from gateway.scim.routes import scim
 
     metrics.register(app, db)
+    http_errors.register(app)
     app.register_blueprint(scim)
     app.register_blueprint(invite)
     register_admin(app)

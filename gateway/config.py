@@ -312,6 +312,22 @@ SETTINGS: tuple[Setting, ...] = (
         "the connection is cut and the mail retried later.",
     ),
     Setting(
+        "GATEWAY_LOGIN_ATTEMPTS_PER_ACCOUNT",
+        _positive_int,
+        "5",
+        "Wrong passwords for one console account from one client address within 15 minutes "
+        "before that address must wait for that account. The same account from another "
+        "address still signs in.",
+    ),
+    Setting(
+        "GATEWAY_LOGIN_ATTEMPTS_PER_ADDRESS",
+        _positive_int,
+        "20",
+        "Wrong passwords from one client address within 15 minutes, whatever the accounts, "
+        "before that address must wait (behind a proxy, set GATEWAY_TRUST_PROXY so the "
+        "client's address is the one counted).",
+    ),
+    Setting(
         "GATEWAY_WEBHOOK_ALLOW_PRIVATE",
         Networks.parse,
         "",
@@ -360,6 +376,8 @@ class Config:
     webhook_per_org: int = 2
     webhook_deadline_seconds: int = 20
     smtp_deadline_seconds: int = 60
+    login_attempts_per_account: int = 5
+    login_attempts_per_address: int = 20
 
     @property
     def is_sqlite(self) -> bool:

@@ -94,11 +94,20 @@ class DatabaseCollector:
         yield from (backlog, runs, held, queued)
 
 
+# Label values come from fixed sets only, whatever a client sends: every series is one a
+# scrape has to carry forever (per process, under gunicorn).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "unmatched"
 _children: dict[tuple[str, str, int], tuple] = {}
 
 
-def observe_request(route: str, method: str, status: int, seconds: float) -> None:
-    """Count one answered request (called by the app's after-request hook, which times it)."""
+def observe_request(route: str | None, method: str, status: int, seconds: float) -> None:
+    """Count one answered request (called by the app's after-request hook, which times it).
+    `route` is the URL rule that matched (a finite set: the app's routes) or None; a method
+    outside METHODS counts as `other`, a status outside 100-599 as 0."""
+    route = route or UNMATCHED_ROUTE
+    method = method if method in METHODS else "other"
+    status = status if 100 <= status <= 599 else 0
     key = (route, method, status)
     children = _children.get(key)
     if children is None:  # a race here only builds the same pair twice

@@ -74,3 +74,29 @@ def test_metrics_count_held_deprovisionings_waiting_for_a_decision(scim, client,
                 )
             )
     assert samples(client)[("scimgate_held_deprovisions", ())] == 2
+
+
+def test_random_methods_and_paths_add_no_metric_series(client) -> None:
+    """Label values come from fixed sets: a client inventing methods and paths cannot grow
+    /metrics (each series is kept, and scraped, for the life of the process)."""
+    import secrets
+
+    from gateway.metrics import METHODS
+
+    def hostile(n: int) -> None:
+        for _ in range(n):
+            method = "X" + secrets.token_hex(4).upper()
+            client.open(f"/{secrets.token_hex(6)}", method=method)
+            client.open("/healthz", method=method)
+            client.open(f"/scim/v2/{secrets.token_hex(6)}/Users", method=method)
+
+    hostile(50)
+    samples(client)  # the scrape's own series
+    series = set(samples(client))
+    size = len(client.get("/metrics").get_data())
+    hostile(200)
+    assert set(samples(client)) == series
+    assert len(client.get("/metrics").get_data()) < size + 2_000  # counts grow a digit or two
+    methods = {dict(labels).get("method") for _, labels in series} - {None}
+    assert methods <= METHODS | {"other"}
+    assert "other" in methods

@@ -19,10 +19,8 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from marshmallow import Schema, ValidationError
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import HTTPException
 
 from gateway import accounts
-from gateway.accounts import Forbidden
 from gateway.admin import (
     clients,
     connectors,
@@ -38,28 +36,12 @@ from gateway.admin import (
 from gateway.admin import schemas as s
 from gateway.admin.web import load_api_principal, principal, reject_nul_characters
 from gateway.app import gateway
-from gateway.errors import (
-    Conflict,
-    GatewayError,
-    InvalidInput,
-    InvalidTransition,
-    NotFound,
-    SeatLimitReached,
-    Unauthorized,
-)
+from gateway.errors import InvalidInput
 from gateway.events import display_url
+from gateway.http_errors import error_response
 from gateway.lifecycle import webhooks
 
 api = Blueprint("admin_api", __name__, url_prefix="/api/v1")
-_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
-    (NotFound, 404, "not_found"),
-    (Forbidden, 403, "forbidden"),
-    (Unauthorized, 401, "unauthorized"),
-    (Conflict, 409, "conflict"),
-    (InvalidTransition, 409, "invalid_transition"),
-    (SeatLimitReached, 409, "seat_limit_reached"),
-    (InvalidInput, 400, "invalid_input"),
-)
 
 
 @dataclass
@@ -79,34 +61,15 @@ class Operation:
 OPERATIONS: list[Operation] = []
 
 
-def error_response(status: int, kind: str, message: str, fields: Any = None) -> Response:
-    detail: dict[str, Any] = {"type": kind, "message": message}
-    if fields:
-        detail["fields"] = fields
-    response = jsonify(error=detail)
-    response.status_code = status
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="scimgate admin API"'
-    return response
-
-
-@api.errorhandler(GatewayError)
-def _gateway_error(exc: GatewayError) -> Response:
-    for kind, status, name in _STATUS:
-        if isinstance(exc, kind):
-            return error_response(status, name, str(exc))
-    return error_response(400, "invalid_input", str(exc))
-
-
 @api.errorhandler(ValidationError)
 def _invalid(exc: ValidationError) -> Response:
-    return error_response(422, "invalid_input", "the request is not valid", exc.messages)
+    return error_response(
+        422, "the request is not valid", kind="invalid_input", fields=exc.messages
+    )
 
 
-@api.errorhandler(HTTPException)
-def _http(exc: HTTPException) -> Response:
-    name = (exc.name or "error").lower().replace(" ", "_")
-    return error_response(exc.code or 500, name, exc.description or "")
+# The gateway's own error families, HTTP errors and an unreachable database are answered by
+# gateway.http_errors (app-level) in this API's JSON error form.
 
 
 @api.before_request
@@ -149,7 +112,7 @@ def operation(
                 kwargs["query"] = op.query().load(request.args.to_dict())
             data = None
             if op.body is not None:
-                data = request.get_json(silent=True)
+                data = _json_body()
                 if not isinstance(data, dict):
                     raise InvalidInput("the body must be a JSON object")
             reject_nul_characters(data)
@@ -174,6 +137,28 @@ def operation(
         return wrapper
 
     return decorate
+
+
+# Deeper than any body of this API; the parser and every walk over the body stay far from
+# Python's recursion limit.
+MAX_JSON_DEPTH = 32
+
+
+def _json_body() -> Any:
+    """The request's JSON body, or None if it is not JSON; InvalidInput if nested too deeply."""
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        raise InvalidInput(f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise InvalidInput(f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return data
 
 
 @contextmanager
@@ -574,14 +559,10 @@ def test_ldap(org_id: str, name: str) -> Any:
 
 
 def _sync(org_id: str, name: str, body: dict, *, dry_run: bool) -> Any:
-    from connectors.ldap.sync import SyncFailed
-
     with _read() as session:
         org = principal().org(session, org_id)
-    try:
-        result = connectors.sync_now(gateway().db, org, name, dry_run=dry_run, full=body["full"])
-    except SyncFailed as exc:
-        return error_response(502, "sync_failed", str(exc))
+    # A failed run (SyncFailed) answers 502 through gateway.http_errors.
+    result = connectors.sync_now(gateway().db, org, name, dry_run=dry_run, full=body["full"])
     return {
         "connector": result.connector,
         "kind": result.kind,

@@ -53,8 +53,9 @@ from gateway.admin.web import (
     start_session,
 )
 from gateway.app import gateway
-from gateway.errors import Conflict, GatewayError, InvalidInput, NotFound, Unauthorized
+from gateway.errors import GatewayError, InvalidInput, NotFound
 from gateway.events import display_url
+from gateway.http_errors import status_of
 from gateway.lifecycle import webhooks
 from gateway.store.models import ADMIN_ROLES, MEMBER_ROLES, MEMBER_STATUSES, ORG_PLANS, Organization
 
@@ -119,15 +120,14 @@ def _context() -> dict[str, Any]:
     return {"me": g.get("principal"), "role_labels": ROLE_LABELS}
 
 
-_STATUS = {NotFound: 404, Forbidden: 403, Unauthorized: 401, Conflict: 409}
-
-
 @console.errorhandler(GatewayError)
 def _gateway_error(exc: GatewayError) -> Any:
+    """A failed form post returns to its page with the message; anything else is an error page
+    with the status gateway.http_errors gives the error's family."""
+    status = status_of(exc).status
     if request.method == "POST" and not isinstance(exc, NotFound | Forbidden):
         flash(str(exc), "error")
         return redirect(_back())
-    status = next((code for kind, code in _STATUS.items() if isinstance(exc, kind)), 400)
     return render_template("error.html", message=str(exc), status=status), status
 
 
@@ -199,14 +199,26 @@ def login() -> Any:
         return render_template("login.html", next=request.args.get("next", ""))
     email = request.form.get("email", "")[:320]
     password = request.form.get("password", "")[:1024]
+    config = gateway().config
+    limits = accounts.LoginLimits(
+        per_account=config.login_attempts_per_account,
+        per_address=config.login_attempts_per_address,
+    )
     try:
-        with _write() as session:
-            admin = accounts.login(session, email, password)
-            if admin is not None:
-                start_session(session, admin)
+        # No transaction here: accounts.login opens its own short ones around the password
+        # check (and opens the console session in the last).
+        admin = accounts.login(
+            gateway().db,
+            email,
+            password,
+            address=request.remote_addr or "unknown",
+            limits=limits,
+            on_success=start_session,
+        )
     except LoginThrottled as exc:
         flash(str(exc), "error")
-        return render_template("login.html", next=request.form.get("next", "")), 429
+        retry_after = {"Retry-After": str(exc.retry_after)}
+        return render_template("login.html", next=request.form.get("next", "")), 429, retry_after
     if admin is None:
         flash("Wrong e-mail or password, or the account is not confirmed yet.", "error")
         return render_template("login.html", next=request.form.get("next", "")), 401
@@ -233,9 +245,12 @@ def accept(token: str) -> Any:
         flash("The two passwords differ.", "error")
         return redirect(url_for("console.accept", token=token))
     try:
+        with _read() as session:  # a stranger's link costs no Argon2 run
+            accounts.read_invitation(session, secret, token)
+        password_hash = accounts.hash_password(password)  # outside any transaction
         with _write() as session:
             accounts.accept_invitation(
-                session, secret, token, password=password, name=request.form.get("name")
+                session, secret, token, password_hash=password_hash, name=request.form.get("name")
             )
             end_session(session)
     except InvalidInput as exc:
@@ -721,11 +736,12 @@ def password_change() -> Any:
     new = request.form.get("new_password", "")
     if new != request.form.get("new_password_again", ""):
         raise InvalidInput("the two new passwords differ")
-    with _write() as session:
-        accounts.change_password(
-            session, principal().admin_id, request.form.get("current_password", ""), new
-        )
-        admin = accounts.get_admin(session, principal().admin_id)
-        start_session(session, admin)
+    accounts.change_password(
+        gateway().db,
+        principal().admin_id,
+        request.form.get("current_password", ""),
+        new,
+        on_success=start_session,
+    )
     flash("Password changed; other sessions of this account are signed out.", "ok")
     return redirect(url_for("console.me"))

@@ -68,7 +68,7 @@ def end_session(store: Session) -> None:
 def _cookie_matches(admin: ConsoleAdmin) -> bool:
     """The cookie names this account, and the password it signed in with is still the one."""
     return session.get("admin_id") == admin.id and hmac.compare_digest(
-        session.get("stamp", ""), _stamp(admin)
+        str(session.get("stamp", "")).encode(), _stamp(admin).encode()
     )
 
 
@@ -102,7 +102,9 @@ def check_csrf() -> None:
         return
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
     expected = session.get("csrf") or ""
-    if not expected or not hmac.compare_digest(sent, expected):
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters (TypeError),
+    # and a forged form may send any.
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
         abort(400, description="the form expired or did not come from this site: reload and retry")
 
 

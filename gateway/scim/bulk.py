@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from gateway.errors import database_unavailable
 from gateway.scim.errors import InvalidSyntax, InvalidValue, NotFound, PayloadTooLarge, ScimError
 from gateway.scim.schema import RESOURCE_TYPES
 from gateway.store import Database
@@ -143,7 +144,9 @@ def _run_one(
         outcome, location = db.run(work)
     except ScimError as exc:
         return _error_result(op, exc)
-    except Exception:
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise  # the whole Bulk answers 503 (gateway.http_errors) and the IdP retries it
         # This operation rolled back; earlier ones committed and the client must learn which.
         log.exception("bulk operation failed")
         return _error_result(op, ScimError("internal error", status=500))

@@ -69,12 +69,8 @@ def _not_allowed(exc: HTTPException) -> Response | HTTPException:
     return _scim_error(MethodNotAllowed(f"{request.method} is not supported on this endpoint"))
 
 
-@scim.errorhandler(Exception)
-def _unexpected(exc: Exception) -> Response:
-    if isinstance(exc, HTTPException) and exc.code:  # e.g. 413 from the body size limit
-        return _scim_error(ScimError(exc.description or exc.name, status=exc.code))
-    log.exception("SCIM request failed")
-    return scim_response(ScimError("internal error", status=500).body(), 500)
+# Every other error (the gateway's own families, HTTP errors such as 413, the database being
+# away, bugs) is answered by the app-level handlers of gateway.http_errors, with a SCIM body.
 
 
 # --- authentication ----------------------------------------------------------------------------

@@ -32,11 +32,10 @@ def test_short_passwords_are_refused(database):
 def test_login_locks_an_address_after_five_wrong_passwords(database):
     make_admin(database, "ops@msp.example")
     for _ in range(THROTTLE_LIMIT):
-        with database.transaction() as session:
-            assert login(session, "OPS@msp.example", "wrong password!") is None
+        assert login(database, "OPS@msp.example", "wrong password!", address="192.0.2.1") is None
     locked = pytest.raises(LoginThrottled, match="try again in 15 minutes")
-    with locked, database.transaction() as session:
-        login(session, "ops@msp.example", PASSWORD)
+    with locked:
+        login(database, "ops@msp.example", PASSWORD, address="192.0.2.1")
     with database.read() as session:
         failures = session.scalars(select(Event).where(Event.type == "admin.login_failed")).all()
     assert len(failures) == THROTTLE_LIMIT
