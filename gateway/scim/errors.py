@@ -82,3 +82,7 @@ class PayloadTooLarge(ScimError):
 
 class MethodNotAllowed(ScimError):
     status = 405
+
+
+class UnsupportedMediaType(ScimError):
+    status = 415

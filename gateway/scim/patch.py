@@ -27,6 +27,7 @@ from gateway.scim.errors import (
     ScimError,
 )
 from gateway.scim.filter import matches_element
+from gateway.scim.limits import shorten
 from gateway.scim.schema import (
     ENTERPRISE_SCHEMA,
     GROUP_SCHEMA,
@@ -493,10 +494,17 @@ class _Patcher:
             for element in matched:
                 element.update(new)
         if not matched:
-            # No element matches. RFC 7644 §3.5.2.3 says replace then fails with noTarget, but
-            # Entra ID sends `replace emails[type eq "work"].value` for a user who has no work
-            # e-mail yet and expects it to be created; so add and replace both create an
-            # element from the filter's eq conditions plus the value.
+            if op == "replace" and path.value_filter is not None:
+                # RFC 7644 §3.5.2.3: "If the target location is a multi-valued attribute for
+                # which a value selection filter ("valuePath") has been supplied and no record
+                # match was made, the service provider SHALL indicate failure by returning HTTP
+                # status code 400 and a "scimType" error code of "noTarget"."
+                raise NoTarget(
+                    f"no value of {path.attribute.name!r} matches [{shorten(path.value_filter)}]:"
+                    " use add to create one"
+                )
+            # add creates an element from the filter's eq conditions plus the value: Entra ID
+            # sends `add emails[type eq "work"].value` for a user with no work e-mail yet.
             created = {**self._seed(path), **new}
             elements.append(created)
             matched = [created]

@@ -42,6 +42,12 @@ class _Envelope(MSchema):
 _ENVELOPE = _Envelope()
 
 
+def storable(text: str) -> bool:
+    """Whether both databases can hold (and so compare with) `text`: PostgreSQL refuses NUL in
+    text, and UTF-8 has no unpaired surrogates (a JSON "\\ud800" escape makes one)."""
+    return "\x00" not in text and not any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
 def _coerce_boolean(value: Any, where: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -72,8 +78,7 @@ def _coerce_scalar(attr: Attribute, value: Any, where: str) -> Any:
         value = str(value)
     if not isinstance(value, str):
         raise InvalidValue(f"{where} must be a string")
-    if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
-        # Neither database can store them (PostgreSQL refuses NUL, UTF-8 refuses surrogates).
+    if not storable(value):
         raise InvalidValue(f"{where} contains a NUL character or an unpaired surrogate")
     if len(value) > MAX_STRING:
         raise InvalidValue(f"{where} is longer than {MAX_STRING} characters")
@@ -216,6 +221,9 @@ def normalize(
     for attr in resource_type.schema.attributes:
         if attr.required and attr.name not in out:
             raise InvalidValue(f"{attr.name} is required")
+        if attr.required and isinstance(out[attr.name], str) and not out[attr.name].strip():
+            # userName, a Group's displayName: an identifier of only spaces names nobody.
+            raise InvalidValue(f"{attr.name} cannot be blank")
     out["schemas"] = [resource_type.schema.id, *sorted(extensions)]
     out.update(extensions)
     return out
