@@ -458,12 +458,17 @@ class _Patcher:
         current = _get(container, attribute.name)
         # RFC 7644 §3.5.2.3: replace swaps the whole list; §3.5.2.1: add appends new values.
         result: list = [] if op == "replace" or not isinstance(current, list) else list(current)
+        # Equal values found by their JSON text, not by comparing each with all (quadratic in a
+        # body of 20,000 values).
+        index = {json.dumps(e, sort_keys=True): e for e in reversed(result)}
         touched = []
         for element in elements:
-            existing = next((e for e in result if e == element), None)
+            key = json.dumps(element, sort_keys=True)
+            existing = index.get(key)
             if existing is None:
                 result.append(element)
                 touched.append(element)
+                index[key] = element
             else:
                 touched.append(existing)
         self._put_multi(container, attribute, result, touched)
