@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -37,6 +38,15 @@ SETTINGS = settings(
 )
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+def encoded(query: dict[str, str]) -> str:
+    """A query string as a client writes it: UTF-8, percent-encoded, unpaired surrogates as the
+    bytes a careless encoder makes of them (surrogatepass)."""
+    return "&".join(
+        f"{name}={quote(value.encode('utf-8', 'surrogatepass'), safe='')}"
+        for name, value in query.items()
+    )
 
 
 def assert_answered(response) -> None:
@@ -65,10 +75,12 @@ def world(scim):
 
 # --- strategies ---------------------------------------------------------------------------------
 
+# Text a database cannot hold (NUL, unpaired surrogates) among ordinary and awkward characters.
 ODD_TEXT = st.text(
-    alphabet=st.characters(codec=None, exclude_categories=()),  # NUL and surrogates included
-    max_size=12,
-)
+    alphabet=st.sampled_from(["\x00", "\ud800", "\udfff", "a", "Z", " ", "é", "😀", '"', "\\"]),
+    min_size=1,
+    max_size=6,
+) | st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=8)
 PATHS = st.sampled_from(
     [
         "userName",
@@ -134,7 +146,20 @@ def _comparison() -> st.SearchStrategy[str]:
         lambda path, op, value: f"{path} {op} {_quoted(value)}", PATHS, OPERATORS, VALUES
     )
     present = st.builds(lambda path: f"{path} pr", PATHS)
-    return st.one_of(compare, present)
+    # Shapes that reach particular code: the `attr eq "..."` lookup on a unique attribute (its
+    # own fast path), and date-times at the edges of what a datetime can hold.
+    lookup = st.builds(
+        lambda path, value: f"{path} eq {_quoted(value)}",
+        st.sampled_from(["userName", "externalId", "id", "displayName"]),
+        ODD_TEXT,
+    )
+    dated = st.builds(
+        lambda path, op, value: f"{path} {op} {_quoted(value)}",
+        st.sampled_from(["meta.created", "meta.lastModified"]),
+        OPERATORS,
+        DATES,
+    )
+    return st.one_of(compare, present, lookup, dated)
 
 
 FILTERS = st.recursive(
@@ -153,11 +178,14 @@ ANY_FILTER = st.one_of(
     FILTERS,
     st.text(max_size=40),
     ODD_TEXT,
-    st.builds(lambda n: " or ".join(['userName eq "x"'] * n), st.integers(0, 1200)),
-    st.builds(lambda n: "(" * n + 'id eq "a"' + ")" * n, st.integers(0, 80)),
+    st.builds(
+        lambda n: " or ".join(['title eq "x"'] * n), st.sampled_from([2, 199, 201, 1001, 3000])
+    ),
+    st.builds(lambda n: "(" * n + 'id eq "a"' + ")" * n, st.sampled_from([1, 32, 33, 500])),
 )
 NUMBERS_AS_TEXT = st.one_of(
     st.integers(min_value=-(2**80), max_value=2**80).map(str),
+    st.sampled_from([2**31, 2**63 - 1, 2**63 + 1, 10**20, -(2**63) - 1]).map(str),
     st.sampled_from(["", "abc", "1e3", "1.5", " 7", "0x10", "NaN", "-0", "9" * 30]),
 )
 ATTRIBUTE_LISTS = st.lists(PATHS, max_size=3).map(",".join) | st.text(max_size=20)
@@ -216,7 +244,7 @@ def deep(depth: int, kind: str) -> str:
 
 RAW_BODIES = st.one_of(
     JSON_VALUES.map(lambda v: json.dumps(v, ensure_ascii=True)),
-    st.builds(deep, st.integers(1, 5000), st.sampled_from(["[", "{"])),
+    st.builds(deep, st.sampled_from([1, 32, 33, 1000, 100_000]), st.sampled_from(["[", "{"])),
     st.sampled_from(["", "{", "NaN", "1e999999", "9" * 5000, '{"a": Infinity}', "\ufeff{}"]),
     st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
 )
@@ -229,7 +257,7 @@ RAW_BODIES = st.one_of(
 @given(query=QUERIES, endpoint=st.sampled_from(["Users", "Groups"]))
 def test_any_list_query_is_answered(world, query, endpoint) -> None:
     scim, _, _ = world
-    assert_answered(scim.get(f"/{endpoint}", query_string=query))
+    assert_answered(scim.get(f"/{endpoint}?{encoded(query)}"))
 
 
 @SETTINGS
@@ -308,3 +336,20 @@ def test_any_resource_shape_is_answered(world, fields, kind) -> None:
     schema = USER if kind == "Users" else GROUP
     body = {"schemas": [schema], "userName": "u", "displayName": "g", **fields}
     assert_answered(scim.post(f"/{kind}", json=body))
+
+
+@SETTINGS
+@given(
+    resource_id=st.one_of(ODD_TEXT, st.text(max_size=40)),
+    endpoint=st.sampled_from(["Users", "Groups"]),
+    method=st.sampled_from(["GET", "PUT", "PATCH", "DELETE"]),
+)
+def test_any_resource_id_is_answered(world, resource_id, endpoint, method) -> None:
+    scim, _, _ = world
+    body = None
+    if method == "PUT":
+        body = {"schemas": [USER if endpoint == "Users" else GROUP], "userName": "u"}
+    elif method == "PATCH":
+        body = {"schemas": [PATCH_OP], "Operations": [{"op": "remove", "path": "title"}]}
+    quoted = quote(resource_id.encode("utf-8", "surrogatepass"), safe="")
+    assert_answered(scim.request(method, f"/{endpoint}/{quoted}", json=body))
