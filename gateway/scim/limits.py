@@ -1,14 +1,15 @@
 """The limits the SCIM edge puts on what a client sends, in one place.
 
-Does: name each limit and say it in one sentence (`describe()`, which the README's "Limits"
-section and ServiceProviderConfig's documentationUri point at). Does not: enforce them; filter.py
-(filters), routes.py (bodies, query parameters, Content-Type) and service.py (paging) do.
+Does: name each limit and say why it is what it is; the README's "Limits" section (where
+ServiceProviderConfig's documentationUri leads) lists them, and every refusal's detail names the
+limit it met. Does not: enforce them; filter.py (filters), routes.py (bodies, query parameters,
+Content-Type) and service.py (paging) do.
 
 Why these numbers. Real IdPs send one comparison (`userName eq "x"`) or a handful joined by
 `or`; the largest found in the IdP tests is well under 20 terms. A filter costs the gateway time
-before the database sees it: scim2-filter-parser's lexer and LALR parser take about 20 us and
-65 us per comparison, the SQL built from the tree about 250 us (both dialects); 30,000 terms
-took 10 s of CPU. The database then pays per row for every term, and SQLite refuses an
+before the database sees it: scim2-filter-parser's lexer and LALR parser take about 10 us and
+40 us per comparison, the SQL built from the tree 90 to 130 us (both dialects; figures from
+bench/bench_filter_cost.py); 30,000 terms took 10 s of CPU. The database then pays per row for every term, and SQLite refuses an
 expression tree more than 1,000 deep. So: 200 comparisons, checked on the token stream before
 the parser runs, and a character limit checked before the lexer does.
 """
@@ -48,24 +49,6 @@ ACCEPTED_CONTENT_TYPES = ("application/scim+json", "application/json")
 # A startIndex past this is past the end of any organization: the page is empty without asking
 # the database for it (an OFFSET beyond 2^63 - 1 is an error in both databases).
 MAX_START_INDEX = 2**31
-
-
-def describe() -> dict[str, object]:
-    """The limits as data, for documentation and error messages."""
-    return {
-        "filter": {
-            "maxLength": MAX_FILTER_LENGTH,
-            "maxComparisons": MAX_FILTER_COMPARISONS,
-            "maxOperators": MAX_FILTER_OPERATORS,
-            "maxDepth": MAX_FILTER_DEPTH,
-            "maxCost": MAX_FILTER_COST,
-        },
-        "body": {
-            "maxDepth": MAX_JSON_DEPTH,
-            "contentTypes": list(ACCEPTED_CONTENT_TYPES),
-        },
-        "paging": {"maxStartIndex": MAX_START_INDEX},
-    }
 
 
 def shorten(text: str, limit: int = LOGGED_FILTER_CHARS) -> str:
