@@ -94,6 +94,18 @@ def test_filter_longer_than_the_limit_is_invalid_filter(scim) -> None:
     assert len(body["detail"]) < 300
 
 
+@pytest.mark.parametrize(
+    "expression",
+    [f"{'a' * 15_000} eq 1", f'userName eq "{"x" * 15_000}', f"title eq {'9' * 15_000}"],
+    ids=["long-name", "unclosed-string", "long-number"],
+)
+def test_refused_filter_detail_quotes_little_of_it(scim, expression) -> None:
+    body = assert_scim_error(
+        scim.get("/Users", query_string={"filter": expression}), 400, "invalidFilter"
+    )
+    assert len(body["detail"]) <= 600
+
+
 def test_filter_nested_deeper_than_the_limit_is_invalid_filter(scim) -> None:
     deep = "(" * (MAX_FILTER_DEPTH + 1) + 'userName eq "a"' + ")" * (MAX_FILTER_DEPTH + 1)
 

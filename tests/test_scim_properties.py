@@ -182,6 +182,7 @@ ANY_FILTER = st.one_of(
         lambda n: " or ".join(['title eq "x"'] * n), st.sampled_from([2, 199, 201, 1001, 3000])
     ),
     st.builds(lambda n: "(" * n + 'id eq "a"' + ")" * n, st.sampled_from([1, 32, 33, 500])),
+    st.sampled_from([f"title eq {'9' * 5000}", f"{'a' * 15_000} pr", 'userName eq "\\ud800"']),
 )
 NUMBERS_AS_TEXT = st.one_of(
     st.integers(min_value=-(2**80), max_value=2**80).map(str),

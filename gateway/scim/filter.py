@@ -126,7 +126,12 @@ class _Lexer(SCIMLexer):
 
     @_(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")  # noqa: F821
     def NUMBER(self, t: Any) -> Any:
-        t.value = json.loads(t.value)
+        try:
+            t.value = json.loads(t.value)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            raise errors.InvalidFilter(
+                f"the number at position {t.index + 1} of the filter has too many digits"
+            ) from None
         return t
 
     @_(r'"(?:[^"\\]|\\.)*"')  # noqa: F821

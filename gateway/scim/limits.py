@@ -9,9 +9,10 @@ Why these numbers. Real IdPs send one comparison (`userName eq "x"`) or a handfu
 `or`; the largest found in the IdP tests is well under 20 terms. A filter costs the gateway time
 before the database sees it: scim2-filter-parser's lexer and LALR parser take about 10 us and
 40 us per comparison, the SQL built from the tree 90 to 130 us (both dialects; figures from
-bench/bench_filter_cost.py); 30,000 terms took 10 s of CPU. The database then pays per row for every term, and SQLite refuses an
-expression tree more than 1,000 deep. So: 200 comparisons, checked on the token stream before
-the parser runs, and a character limit checked before the lexer does.
+bench/bench_filter_cost.py); 30,000 terms took 10 s of CPU. The database then pays per row
+for every term, and SQLite refuses an expression tree more than 1,000 deep. So: 200
+comparisons, checked on the token stream before the parser runs, and a character limit checked
+before the lexer does.
 """
 
 from __future__ import annotations
