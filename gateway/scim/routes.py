@@ -53,7 +53,7 @@ def scim_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 def _scim_error(exc: ScimError) -> Response:
     if exc.scim_type == "invalidFilter":
         # The detail quotes at most a short piece of the filter; the filter itself, cut short
-        # (it may be 10,000 characters and carry personal data), only at debug level.
+        # (it may be 20,000 characters and carry personal data), only at debug level.
         log.debug("filter refused: %s: %s", exc.detail, shorten(request.args.get("filter", "")))
     headers = {}
     if exc.status == 401:
