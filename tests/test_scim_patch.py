@@ -334,16 +334,16 @@ def test_add_to_filtered_sub_attribute_without_match_creates_element_from_filter
     assert result.resource["phoneNumbers"] == [{"type": "mobile", "value": "+44 20 7946 0000"}]
 
 
-def test_entra_replace_filtered_value_without_match_creates_element() -> None:
+def test_replace_filtered_value_without_match_is_no_target() -> None:
+    # RFC 7644 §3.5.2.3: replace with a value filter that matches nothing fails with noTarget
+    # (add creates the element: Entra ID sends add for an e-mail the user does not have yet).
     resource = {**user(), "emails": [{"value": "ada@home.example", "type": "home"}]}
-    result = patch_user(
-        {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "ada@example.org"},
-        resource=resource,
-    )
-    assert result.resource["emails"] == [
-        {"value": "ada@home.example", "type": "home"},
-        {"type": "work", "value": "ada@example.org"},
-    ]
+    with pytest.raises(NoTarget) as error:
+        patch_user(
+            {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "ada@example.org"},
+            resource=resource,
+        )
+    assert error.value.body()["scimType"] == "noTarget"
 
 
 def test_filter_with_and_conditions_seeds_every_condition() -> None:

@@ -5,7 +5,10 @@ Does: define the error type and its JSON body. Does not: decide when a request i
 
 from __future__ import annotations
 
+from gateway.scim.limits import shorten
+
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+MAX_DETAIL = 500
 
 
 class ScimError(Exception):
@@ -13,6 +16,9 @@ class ScimError(Exception):
     scim_type: str | None = None
 
     def __init__(self, detail: str, *, status: int | None = None, scim_type: str | None = None):
+        # A detail quotes what the client sent; it is cut short so a 20,000-character attribute
+        # name makes neither a huge answer nor a huge log line.
+        detail = shorten(detail, MAX_DETAIL)
         super().__init__(detail)
         self.detail = detail
         if status is not None:
@@ -82,3 +88,7 @@ class PayloadTooLarge(ScimError):
 
 class MethodNotAllowed(ScimError):
     status = 405
+
+
+class UnsupportedMediaType(ScimError):
+    status = 415

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -62,6 +62,15 @@ from sqlalchemy.sql.type_api import TypeEngine
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from gateway.scim import errors
+from gateway.scim.limits import (
+    MAX_FILTER_COMPARISONS,
+    MAX_FILTER_COST,
+    MAX_FILTER_DEPTH,
+    MAX_FILTER_LENGTH,
+    MAX_FILTER_OPERATORS,
+    shorten,
+)
+from gateway.scim.resources import storable
 from gateway.scim.schema import (
     GROUP_TYPE,
     Attribute,
@@ -74,7 +83,12 @@ from gateway.store.models import DirectoryGroup, DirectoryGroupMember, Directory
 __all__ = ["compile_filter", "matches_element", "sort_column"]
 
 # Deeper nesting of parentheses / not() is refused rather than risking the recursion limit.
-MAX_DEPTH = 32
+MAX_DEPTH = MAX_FILTER_DEPTH
+
+# What one comparison on a value inside the JSON document, and one walk over the elements of a
+# multi-valued attribute (json_each / jsonb_array_elements / EXISTS), add to a filter's cost.
+_JSON_COST = 4
+_WALK_COST = 8
 
 _ORDERING = {"gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le}
 _SUBSTRING = ("co", "sw", "ew")
@@ -112,20 +126,27 @@ class _Lexer(SCIMLexer):
 
     @_(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")  # noqa: F821
     def NUMBER(self, t: Any) -> Any:
-        t.value = json.loads(t.value)
+        try:
+            t.value = json.loads(t.value)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            raise errors.InvalidFilter(
+                f"the number at position {t.index + 1} of the filter has too many digits"
+            ) from None
         return t
 
     @_(r'"(?:[^"\\]|\\.)*"')  # noqa: F821
     def COMP_VALUE(self, t: Any) -> Any:
         try:
             value = json.loads(t.value, strict=False)
-            value.encode("utf-8")  # lone surrogates from \ud800 escapes cannot be stored
         except ValueError:
             raise errors.InvalidFilter(
-                f"invalid string {t.value} at position {t.index + 1}: use JSON string escapes"
+                f"invalid string {shorten(t.value, 60)} at position {t.index + 1}:"
+                " use JSON string escapes"
             ) from None
-        if "\x00" in value:
-            raise errors.InvalidFilter("filter strings cannot contain the NUL character")
+        if not storable(value):
+            raise errors.InvalidFilter(
+                "filter strings cannot contain the NUL character or an unpaired surrogate"
+            )
         t.value = value
         return t
 
@@ -153,14 +174,58 @@ class _Parser(SCIMParser):
         if p is None:
             raise errors.InvalidFilter("the filter ends too early: an operand or ')' is missing")
         shown = p.value if isinstance(p.value, str) else json.dumps(p.value)
-        raise errors.InvalidFilter(f'unexpected "{shown}" at position {p.index + 1} of the filter')
+        raise errors.InvalidFilter(
+            f'unexpected "{shorten(shown, 60)}" at position {p.index + 1} of the filter'
+        )
+
+
+_COMPARISONS = frozenset({"EQ", "NE", "CO", "SW", "EW", "GT", "GE", "LT", "LE", "PR"})
+_OPERATORS = frozenset({"AND", "OR", "NOT"})
+
+
+def _limited(expression: str) -> Iterator[Any]:
+    """The filter's tokens, refusing one past the size limits (gateway.scim.limits) as soon as
+    the token stream shows it: the LALR parser and the SQL built from its tree cost far more per
+    token than the lexer, so neither sees an oversized filter. The length is checked before the
+    lexer runs."""
+    if len(expression) > MAX_FILTER_LENGTH:
+        raise errors.InvalidFilter(
+            f"the filter is {len(expression)} characters long; at most {MAX_FILTER_LENGTH}"
+            " are allowed"
+        )
+    comparisons = operators = depth = 0
+    for token in _Lexer().tokenize(expression):
+        kind = token.type
+        if kind in _COMPARISONS:
+            comparisons += 1
+            if comparisons > MAX_FILTER_COMPARISONS:
+                raise errors.InvalidFilter(
+                    f"the filter has more than {MAX_FILTER_COMPARISONS} comparisons:"
+                    " split it into several requests"
+                )
+        elif kind in _OPERATORS:
+            operators += 1
+            if operators > MAX_FILTER_OPERATORS:
+                raise errors.InvalidFilter(
+                    f"the filter has more than {MAX_FILTER_OPERATORS} and/or/not operators:"
+                    " split it into several requests"
+                )
+        elif kind in ("LPAREN", "LBRACKET"):
+            depth += 1
+            if depth > MAX_FILTER_DEPTH:
+                raise errors.InvalidFilter(
+                    f"the filter nests deeper than {MAX_FILTER_DEPTH} levels"
+                )
+        elif kind in ("RPAREN", "RBRACKET"):
+            depth -= 1
+        yield token
 
 
 def _parse(expression: str) -> ast.Filter:
     if not isinstance(expression, str) or not expression.strip():
         raise errors.InvalidFilter("the filter is empty")
     try:
-        tree = _Parser().parse(_Lexer().tokenize(expression))
+        tree = _Parser().parse(_limited(expression))
     except SCIMParserError:
         # Raised by upstream's attr_path rule for `a[...].b.c`: one sub-attribute only.
         raise errors.InvalidFilter("an attribute path takes at most one sub-attribute") from None
@@ -273,11 +338,15 @@ def _parse_datetime(value: str, name: str) -> datetime:
     """RFC 7643 §2.3.5 dateTime (xsd:dateTime); a value without an offset is taken as UTC."""
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        # In UTC, as the database compares it: 0001-01-01T00:00:00+14:00 is before year 1.
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise errors.InvalidFilter(
-            f'{name} needs an RFC 3339 date-time such as "2024-05-01T12:00:00Z", not "{value}"'
+            f"{name} needs an RFC 3339 date-time between years 1 and 9999 such as"
+            f' "2024-05-01T12:00:00Z", not "{shorten(value, 60)}"'
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 def _present(stored: Any) -> bool:
@@ -681,6 +750,18 @@ class _SqlBuilder:
         self.resource_type = resource_type
         self.model: Any = DirectoryGroup if resource_type is GROUP_TYPE else DirectoryUser
         self.json = json_
+        self.cost = 0
+
+    def spend(self, cost: int) -> None:
+        """Add to the filter's cost (gateway.scim.limits.MAX_FILTER_COST): what the database
+        pays per row for it, so a filter within the term limit still cannot ask for too much."""
+        self.cost += cost
+        if self.cost > MAX_FILTER_COST:
+            raise errors.InvalidFilter(
+                f"the filter asks too much of the database (cost over {MAX_FILTER_COST}:"
+                " 1 per comparison on userName, externalId, displayName, id, active or meta.*,"
+                " 4 on other attributes, 8 per multi-valued attribute searched)"
+            )
 
     # attribute paths at the top level of the resource
 
@@ -824,6 +905,7 @@ class _SqlBuilder:
                 f"{shown} has no sub-attributes: a [filter] needs a complex attribute"
             )
         collection = target[0]
+        self.spend(_WALK_COST)
         if op is None:
             return collection.any(lambda element: self.filter(inner, element, depth + 1))
         return self.in_collection(collection, inner, sub, op, value, depth)
@@ -837,6 +919,8 @@ class _SqlBuilder:
         value: Any,
         depth: int,
     ) -> ColumnElement[bool]:
+        if inner is None:  # value_path has paid for a walk with a [filter]
+            self.spend(_WALK_COST)
         op, value, negate = _normalize(op, value)
         if sub is None and op == "pr":
             if inner is None:
@@ -869,6 +953,7 @@ class _SqlBuilder:
         """`leaf op value` for op in eq/co/sw/ew/gt/ge/lt/le/pr, false (never NULL) when the
         value is absent, so not() and ne give the complement (SQL's NULL would drop rows)."""
         attribute = leaf.attribute
+        self.spend(_JSON_COST if leaf.json else 1)
         if leaf.constant is not None:
             return true() if _evaluate(op, leaf.constant, value, attribute) else false()
         x = leaf.expr

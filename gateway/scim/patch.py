@@ -27,6 +27,7 @@ from gateway.scim.errors import (
     ScimError,
 )
 from gateway.scim.filter import matches_element
+from gateway.scim.limits import shorten
 from gateway.scim.schema import (
     ENTERPRISE_SCHEMA,
     GROUP_SCHEMA,
@@ -457,12 +458,17 @@ class _Patcher:
         current = _get(container, attribute.name)
         # RFC 7644 §3.5.2.3: replace swaps the whole list; §3.5.2.1: add appends new values.
         result: list = [] if op == "replace" or not isinstance(current, list) else list(current)
+        # Equal values found by their JSON text, not by comparing each with all (quadratic in a
+        # body of 20,000 values).
+        index = {json.dumps(e, sort_keys=True): e for e in reversed(result)}
         touched = []
         for element in elements:
-            existing = next((e for e in result if e == element), None)
+            key = json.dumps(element, sort_keys=True)
+            existing = index.get(key)
             if existing is None:
                 result.append(element)
                 touched.append(element)
+                index[key] = element
             else:
                 touched.append(existing)
         self._put_multi(container, attribute, result, touched)
@@ -493,10 +499,17 @@ class _Patcher:
             for element in matched:
                 element.update(new)
         if not matched:
-            # No element matches. RFC 7644 §3.5.2.3 says replace then fails with noTarget, but
-            # Entra ID sends `replace emails[type eq "work"].value` for a user who has no work
-            # e-mail yet and expects it to be created; so add and replace both create an
-            # element from the filter's eq conditions plus the value.
+            if op == "replace" and path.value_filter is not None:
+                # RFC 7644 §3.5.2.3: "If the target location is a multi-valued attribute for
+                # which a value selection filter ("valuePath") has been supplied and no record
+                # match was made, the service provider SHALL indicate failure by returning HTTP
+                # status code 400 and a "scimType" error code of "noTarget"."
+                raise NoTarget(
+                    f"no value of {path.attribute.name!r} matches [{shorten(path.value_filter)}]:"
+                    " use add to create one"
+                )
+            # add creates an element from the filter's eq conditions plus the value: Entra ID
+            # sends `add emails[type eq "work"].value` for a user with no work e-mail yet.
             created = {**self._seed(path), **new}
             elements.append(created)
             matched = [created]

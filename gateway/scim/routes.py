@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from flask import Blueprint, Response, g, request
@@ -17,6 +18,7 @@ from gateway.errors import Unauthorized as TokenRejected
 from gateway.scim import discovery
 from gateway.scim.bulk import run_bulk
 from gateway.scim.errors import (
+    InvalidFilter,
     InvalidSyntax,
     InvalidValue,
     MethodNotAllowed,
@@ -24,7 +26,9 @@ from gateway.scim.errors import (
     PayloadTooLarge,
     ScimError,
     Unauthorized,
+    UnsupportedMediaType,
 )
+from gateway.scim.limits import ACCEPTED_CONTENT_TYPES, MAX_JSON_DEPTH, shorten
 from gateway.scim.resources import parse_attribute_list
 from gateway.scim.schema import RESOURCE_TYPES, SCHEMAS, ResourceType
 from gateway.scim.service import Query, ScimService
@@ -47,6 +51,10 @@ def scim_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 @scim.errorhandler(ScimError)
 def _scim_error(exc: ScimError) -> Response:
+    if exc.scim_type == "invalidFilter":
+        # The detail quotes at most a short piece of the filter; the filter itself, cut short
+        # (it may be 20,000 characters and carry personal data), only at debug level.
+        log.debug("filter refused: %s: %s", exc.detail, shorten(request.args.get("filter", "")))
     headers = {}
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="scimgate"'
@@ -123,7 +131,42 @@ def base_url() -> str:
     return f"{root}/scim/v2/{g.org_id}"
 
 
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def _nests_deeper(raw: bytes, limit: int) -> bool:
+    """Whether the JSON text nests arrays/objects deeper than `limit`, found without parsing:
+    json.loads itself would build (or overflow the stack on) a million-deep document, and every
+    walk over the parsed value after it recurses."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    depth = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub(b'""', raw)):
+        if match[0] in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def _check_content_type() -> None:
+    """RFC 7644 §3.1: bodies are application/scim+json; application/json is accepted too (Okta
+    and Entra ID send one or the other), each with any parameters such as charset."""
+    if request.mimetype not in ACCEPTED_CONTENT_TYPES:
+        sent = request.headers.get("Content-Type") or "no Content-Type"
+        accepted = " or ".join(ACCEPTED_CONTENT_TYPES)
+        raise UnsupportedMediaType(f"the body must be sent as {accepted}, not {shorten(sent, 80)}")
+
+
 def json_body() -> Any:
+    _check_content_type()
     limit = gateway().config.scim_max_payload
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
@@ -132,39 +175,63 @@ def json_body() -> Any:
         raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
     if not raw.strip():
         raise InvalidSyntax("the request needs a JSON body")
+    if _nests_deeper(raw, MAX_JSON_DEPTH):
+        raise InvalidSyntax(
+            f"the body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
+        )
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidSyntax(f"the request body is not valid JSON: {exc}") from None
+        return json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidSyntax(f"the body is not valid JSON: {shorten(str(exc), 200)}") from None
 
 
 def _int_param(params: dict, name: str, default: int | None) -> int | None:
     value = params.get(name)
     if value in (None, ""):
         return default
+    if isinstance(value, bool):
+        raise InvalidValue(f"{name} must be an integer, got {value!r}")
     try:
         return int(value)
-    except (TypeError, ValueError):
-        raise InvalidValue(f"{name} must be an integer, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidValue(f"{name} must be an integer, got {shorten(repr(value), 40)}") from None
 
 
 _NO_QUERY = Query()
 
 
+def _text_param(params: dict, name: str) -> str | None:
+    """A string parameter (a SearchRequest body may carry anything in it)."""
+    value = params.get(name)
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise InvalidValue(f"{name} must be a string")
+    return value
+
+
 def query_from(params: dict) -> Query:
     if not params:  # a GET by id, most writes
         return _NO_QUERY
-    sort_order = params.get("sortOrder") or "ascending"
+    sort_order = _text_param(params, "sortOrder") or "ascending"
     if sort_order.lower() not in {"ascending", "descending"}:
         raise InvalidValue("sortOrder must be ascending or descending")
+    filter_text = params.get("filter")
+    if filter_text not in (None, "") and not isinstance(filter_text, str):
+        raise InvalidFilter("filter must be a string")
+    attributes, excluded = params.get("attributes"), params.get("excludedAttributes")
+    if not all(isinstance(v, str | list | None) for v in (attributes, excluded)):
+        raise InvalidValue("attributes and excludedAttributes are lists of attribute names")
+    # RFC 7644 §3.4.2.4: a startIndex below 1 is taken as 1; a count below 0 as 0, and one above
+    # maxResults as maxResults (the service clamps both).
     return Query(
-        filter=params.get("filter") or None,
-        sort_by=params.get("sortBy") or None,
+        filter=filter_text or None,
+        sort_by=_text_param(params, "sortBy"),
         sort_order=sort_order,
-        start_index=_int_param(params, "startIndex", 1) or 1,
+        start_index=max(_int_param(params, "startIndex", 1) or 1, 1),
         count=_int_param(params, "count", None),
-        attributes=tuple(parse_attribute_list(params.get("attributes"))),
-        excluded=tuple(parse_attribute_list(params.get("excludedAttributes"))),
+        attributes=tuple(parse_attribute_list(attributes)),
+        excluded=tuple(parse_attribute_list(excluded)),
     )
 
 

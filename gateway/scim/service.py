@@ -30,6 +30,7 @@ from gateway.scim.errors import (
     Uniqueness,
 )
 from gateway.scim.filter import compile_filter, sort_column
+from gateway.scim.limits import MAX_FILTER_LENGTH, MAX_START_INDEX
 from gateway.scim.patch import apply_patch
 from gateway.scim.schema import GROUP_TYPE, USER_TYPE, ResourceType
 from gateway.store.models import (
@@ -43,6 +44,15 @@ from gateway.store.prebuilt import PrebuiltSelect
 
 SOURCE = "scim"
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+# Ids per statement when a membership change names many: PostgreSQL takes at most 65,535 bound
+# parameters in one statement and SQLite 32,766, and a removal binds each id twice.
+ID_CHUNK = 5_000
+
+
+def _chunks(ids: Iterable[str]) -> Iterable[list[str]]:
+    batch = sorted(ids)
+    for i in range(0, len(batch), ID_CHUNK):
+        yield batch[i : i + ID_CHUNK]
 
 
 def _groups_column(dialect: str):  # type: ignore[no-untyped-def]
@@ -184,6 +194,8 @@ class ScimService:
 
     def load(self, rtype: ResourceType, resource_id: str, *, for_update: bool = False):  # type: ignore[no-untyped-def]
         model = self._model(rtype)
+        if not resources.storable(resource_id):
+            raise NotFound(f"{rtype.name} not found")
         query = select(model).where(self._scope(rtype), model.id == resource_id)
         if for_update:
             query = query.with_for_update()
@@ -203,6 +215,8 @@ class ScimService:
         return self._sql().dialect.name
 
     def get(self, rtype: ResourceType, resource_id: str, query: Query = Query()) -> Outcome:
+        if not resources.storable(resource_id):
+            raise NotFound(f"{rtype.name} not found")
         statement, _ = _LOOKUPS[(self._model(rtype), "id", self._groups_in_row(rtype, query))]
         rows = statement.rows(self._sql(), {"org_id": self.org_id, "value": resource_id})
         if not rows:
@@ -239,7 +253,9 @@ class ScimService:
             order.append(column.desc() if descending else column.asc())
         order += [model.created_at, model.id]
         rows: list = []
-        if count > 0:
+        # RFC 7644 §3.4.2.4: an index past the end answers an empty page with the total; one
+        # past any organization's size is not sent to the database (OFFSET overflows at 2^63).
+        if count > 0 and start <= MAX_START_INDEX:
             rows = list(
                 self._sql().execute(
                     # A page reads its users' groups in one query for all of them afterwards
@@ -259,6 +275,8 @@ class ScimService:
     def _unique_lookup(self, rtype: ResourceType, query: Query) -> list | None:
         """The matching rows of an `attribute eq "value"` filter on a unique attribute, or None
         when the filter is anything else."""
+        if len(query.filter or "") > MAX_FILTER_LENGTH:
+            return None  # the full parser refuses it
         match = _EQ_LOOKUP.match(query.filter or "")
         if match is None or query.sort_by:
             return None
@@ -267,9 +285,11 @@ class ScimService:
         if found is None:
             return None
         try:
-            value = json.loads(match[2])
+            value = json.loads(match[2], strict=False)
         except ValueError:
             return None  # the full parser says what is wrong with it
+        if not resources.storable(value):
+            return None  # the same: the lexer refuses NUL and unpaired surrogates
         statement, lowered = found
         params = {"org_id": self.org_id, "value": value.lower() if lowered else value}
         return statement.rows(self._sql(), params)
@@ -596,23 +616,31 @@ class ScimService:
         wanted = {str(e["value"]) for e in entries if e.get("value") not in (None, "")}
         if not wanted:
             return set(), set()
-        users = set(
-            self.session.scalars(
-                select(DirectoryUser.id).where(self._scope(USER_TYPE), DirectoryUser.id.in_(wanted))
-            )
-        )
-        groups = set(
-            self.session.scalars(
-                select(DirectoryGroup.id).where(
-                    self._scope(GROUP_TYPE), DirectoryGroup.id.in_(wanted - users)
+        # An id no database can hold names no resource (and PostgreSQL would refuse the query).
+        candidates = {v for v in wanted if resources.storable(v)}
+        users: set[str] = set()
+        for chunk in _chunks(candidates):
+            users.update(
+                self.session.scalars(
+                    select(DirectoryUser.id).where(
+                        self._scope(USER_TYPE), DirectoryUser.id.in_(chunk)
+                    )
                 )
             )
-        )
+        groups: set[str] = set()
+        for chunk in _chunks(candidates - users):
+            groups.update(
+                self.session.scalars(
+                    select(DirectoryGroup.id).where(
+                        self._scope(GROUP_TYPE), DirectoryGroup.id.in_(chunk)
+                    )
+                )
+            )
         unknown = wanted - users - groups
         if unknown:
             raise InvalidValue(
                 "members must be Users or Groups of this organization; unknown: "
-                + ", ".join(sorted(unknown)[:5])
+                + ", ".join(repr(v)[:40] for v in sorted(unknown)[:5])
             )
         return users, groups
 
@@ -624,19 +652,24 @@ class ScimService:
             raise InvalidValue("a group cannot be a member of itself")
         if not users and not groups:
             return False
-        present = set(
-            self.session.scalars(
-                select(
-                    func.coalesce(DirectoryGroupMember.user_id, DirectoryGroupMember.child_group_id)
-                ).where(
-                    DirectoryGroupMember.group_id == group.id,
-                    or_(
-                        DirectoryGroupMember.user_id.in_(users),
-                        DirectoryGroupMember.child_group_id.in_(groups),
-                    ),
+        present: set[str] = set()
+        for chunk in _chunks(users | groups):
+            # Ids are unique across users and groups (new_id), so one list serves both columns.
+            present.update(
+                self.session.scalars(
+                    select(
+                        func.coalesce(
+                            DirectoryGroupMember.user_id, DirectoryGroupMember.child_group_id
+                        )
+                    ).where(
+                        DirectoryGroupMember.group_id == group.id,
+                        or_(
+                            DirectoryGroupMember.user_id.in_(chunk),
+                            DirectoryGroupMember.child_group_id.in_(chunk),
+                        ),
+                    )
                 )
             )
-        )
         new_users, new_groups = users - present, groups - present
         for user_id in sorted(new_users):
             self.session.add(DirectoryGroupMember(group_id=group.id, user_id=user_id))
@@ -651,17 +684,19 @@ class ScimService:
     ) -> bool:
         if not ids:
             return False
-        removed = self.session.execute(
-            delete(DirectoryGroupMember)
-            .where(
-                DirectoryGroupMember.group_id == group.id,
-                or_(
-                    DirectoryGroupMember.user_id.in_(ids),
-                    DirectoryGroupMember.child_group_id.in_(ids),
-                ),
-            )
-            .returning(DirectoryGroupMember.user_id, DirectoryGroupMember.child_group_id)
-        ).all()
+        removed = []
+        for chunk in _chunks(ids):
+            removed += self.session.execute(
+                delete(DirectoryGroupMember)
+                .where(
+                    DirectoryGroupMember.group_id == group.id,
+                    or_(
+                        DirectoryGroupMember.user_id.in_(chunk),
+                        DirectoryGroupMember.child_group_id.in_(chunk),
+                    ),
+                )
+                .returning(DirectoryGroupMember.user_id, DirectoryGroupMember.child_group_id)
+            ).all()
         for user_id, child_id in removed:
             if user_id:
                 change.user_ids.add(user_id)
