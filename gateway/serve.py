@@ -93,7 +93,7 @@ class WsgiBridge:
             environ["wsgi.input"] = io.BytesIO()
         loop = asyncio.get_running_loop()
         context = contextvars.Context()  # the request's own: Flask's context vars stay in it
-        await loop.run_in_executor(
+        unsent = await loop.run_in_executor(
             self._executor(),
             context.run,
             _run_wsgi,
@@ -102,6 +102,8 @@ class WsgiBridge:
             partial(_send_from_thread, loop, send, self.limits.body_timeout),
             too_large,
         )
+        for message in unsent:  # the thread is free again while a slow peer reads the answer
+            await send(message)
 
     async def _read_body(self, receive: _Receive) -> bytes:
         chunks: list[bytes] = []
@@ -181,10 +183,11 @@ def _run_wsgi(
     environ: dict[str, Any],
     emit: Callable[[dict[str, Any]], None],
     close_after: bool,
-) -> None:
-    """In an app thread: call the app, collect its answer, hand it to the event loop. A body
-    that ends within 256 KiB is sent in one piece once the app is done with it; a longer one
-    (a CSV export) is streamed, each piece waiting for the peer within `body_timeout`."""
+) -> list[dict[str, Any]]:
+    """In an app thread: call the app and collect its answer. A body that ends within 256 KiB
+    is returned whole, for the event loop to send once the thread is free; a longer one (a CSV
+    export) is streamed from here through `emit`, each piece waiting for the peer within
+    `body_timeout`, and nothing is returned."""
     started: list[Any] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -216,9 +219,11 @@ def _run_wsgi(
             result.close()
     if streaming:
         emit({"type": "http.response.body", "body": b"", "more_body": False})
-    else:
-        emit(_start_message(started, close_after))
-        emit({"type": "http.response.body", "body": b"".join(chunks), "more_body": False})
+        return []
+    return [
+        _start_message(started, close_after),
+        {"type": "http.response.body", "body": b"".join(chunks), "more_body": False},
+    ]
 
 
 def _start_message(started: list[Any], close_after: bool) -> dict[str, Any]:
