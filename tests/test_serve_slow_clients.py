@@ -192,3 +192,18 @@ def test_a_chunked_body_reaches_the_app_whole(served: tuple[Served, str, str]) -
     )
     assert created.status_code == 201, created.text
     assert created.json()["userName"] == "chunked@example.test"
+
+
+def test_headers_past_64_kib_are_refused_with_431(served: tuple[Served, str, str]) -> None:
+    server, _, _ = served
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        # 65 lines of about 1 KB: the last one crosses the limit, so the server has read all
+        # that was sent when it answers (unread bytes would turn its close into a reset)
+        for i in range(65):
+            sock.sendall(f"X-Big-{i:02d}: {'b' * 1000}\r\n".encode())
+        answer = closed_with(sock, 10)
+    assert answer is not None
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
