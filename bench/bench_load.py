@@ -1,9 +1,10 @@
 """SCIM load over HTTP: scimgate under gunicorn against the python-scim reference and bare Flask.
 
-Starts each server under gunicorn on loopback (2 worker processes, 4 threads each, as
-`scimgate serve` runs), drives it from separate load-generator processes over keep-alive
-connections, and prints Markdown tables: per workload throughput and p50/p99 latency, then the
-ratios against the targets of issue #8. Workloads, per size (--users):
+Starts each server under gunicorn on loopback (2 worker processes, 4 threads each: scimgate as
+`scimgate serve` runs it, the others with the gthread worker), drives it from separate
+load-generator processes over keep-alive connections, and prints Markdown tables: per workload
+throughput and p50/p99 latency, then the ratios against the targets of issue #8. Workloads, per
+size (--users):
 
 1. Entra initial cycle: per user, GET /Users?filter=userName eq "x" (absent), then POST /Users.
 2. Okta group push: POST groups (one per 1,000 users plus "Everyone"), then PATCH members in
@@ -453,9 +454,10 @@ def report(
         "",
         f"Command: `{command}`",
         "",
-        "Servers, each under gunicorn (gthread, 4 threads per worker): scimgate "
-        "(`scimgate serve --no-worker --no-demo`, 2 workers) on SQLite and on PostgreSQL 15; "
-        "the python-scim reference (scim2-server, in-memory) as 2 gunicorn instances of 1 worker, "
+        "Servers, each under gunicorn: scimgate "
+        "(`scimgate serve --no-worker --no-demo`, 2 asyncio workers of 4 app threads) on SQLite "
+        "and on PostgreSQL 15; under gthread (4 threads per worker), the python-scim reference "
+        "(scim2-server, in-memory) as 2 gunicorn instances of 1 worker, "
         "the load generator sending each user's requests to the instance holding it "
         "(crc32(userName) % 2); bare Flask returning one stored document (2 workers).",
         "",

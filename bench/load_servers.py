@@ -31,7 +31,9 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-# The gunicorn settings `scimgate serve` uses (gateway/serve.py), given to the other servers too.
+# The reference and bare servers run under gunicorn's gthread worker with 4 threads, the model
+# `scimgate serve` used before its asyncio workers (gateway/serve.py), so that the ratios stay
+# comparable with the figures measured before.
 GUNICORN_COMMON = ["--worker-class", "gthread", "--threads", "4", "--graceful-timeout", "20"]
 
 

@@ -26,6 +26,7 @@ from gateway.cli_context import (
     schema_message,
 )
 from gateway.config import SETTINGS, Config, ConfigError
+from gateway.serve_limits import ServeLimits
 from gateway.store import SchemaState
 
 
@@ -34,12 +35,68 @@ def main() -> None:
     """scimgate: SCIM 2.0 and LDAP provisioning gateway."""
 
 
+def run() -> None:
+    """The `scimgate` program."""
+    # What scimgate writes (the SQLite file, mail drops with live invitation links, tokens,
+    # metrics) is for this user only; gunicorn's workers and the background worker inherit it.
+    # Here, not in the command group, so that tests invoking commands in-process keep theirs.
+    os.umask(0o077)
+    main()
+
+
 # --- serve ----------------------------------------------------------------------------------
 
 
+def _check_bind(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        try:
+            _BIND.parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
+_BIND = next(s for s in SETTINGS if s.name == "GATEWAY_BIND")
+
+
+def _limit_option(flag: str, field: str, kind: click.ParamType, text: str) -> Any:
+    """An option of `serve` for one of ServeLimits, with its default."""
+    default = getattr(ServeLimits(), field)
+    return click.option(flag, field, type=kind, default=default, show_default=True, help=text)
+
+
 @main.command()
-@click.option("--bind", help="HOST:PORT to listen on (default: GATEWAY_BIND).")
+@click.option(
+    "--bind",
+    callback=_check_bind,
+    help="HOST:PORT to listen on (default: GATEWAY_BIND). URLs the gateway prints and answers "
+    "with follow it unless GATEWAY_PUBLIC_URL is set.",
+)
 @click.option("--workers", type=int, help="gunicorn workers (default: GATEWAY_WEB_WORKERS).")
+@_limit_option(
+    "--threads",
+    "threads",
+    click.IntRange(min=1),
+    "App threads per worker (requests that have fully arrived).",
+)
+@_limit_option(
+    "--header-timeout",
+    "header_timeout",
+    click.FloatRange(min=0.1),
+    "Seconds a client has to send a request's line and headers (408 and close after).",
+)
+@_limit_option(
+    "--body-timeout",
+    "body_timeout",
+    click.FloatRange(min=0.1),
+    "Seconds a client has to send a request's body once its headers are in (408 after).",
+)
+@_limit_option(
+    "--max-connections",
+    "max_connections",
+    click.IntRange(min=1),
+    "Open connections per worker; past it, requests get 503.",
+)
 @click.option("--upgrade", is_flag=True, help="Apply pending database migrations first.")
 @click.option(
     "--no-demo", is_flag=True, help="Do not create a demo organization on an empty database."
@@ -51,11 +108,20 @@ def serve(
     ctx: CliContext,
     bind: str | None,
     workers: int | None,
+    threads: int,
+    header_timeout: float,
+    body_timeout: float,
+    max_connections: int,
     upgrade: bool,
     no_demo: bool,
     no_worker: bool,
 ) -> None:
     """Run the gateway (gunicorn) on GATEWAY_BIND, with a worker process beside it."""
+    if bind:
+        # Through the environment, so that the public URL derived from it (SCIM base URLs,
+        # meta.location, invitation links) is the same here, in gunicorn's workers and in the
+        # background worker process.
+        os.environ["GATEWAY_BIND"] = bind
     config = ctx.config
     db = ctx.db
     state = db.schema_state()
@@ -77,11 +143,22 @@ def serve(
 
     from gateway.serve import run_gunicorn
 
+    limits = ServeLimits(
+        threads=threads,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        max_connections=max_connections,
+    )
     background = None
     if not no_worker:
         background = subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker"])
     try:
-        run_gunicorn(config, bind=bind or config.bind, workers=workers or config.web_workers)
+        run_gunicorn(
+            config,
+            bind=config.bind,
+            workers=workers or config.web_workers,
+            limits=limits,
+        )
     finally:
         if background is not None:
             background.terminate()
@@ -120,11 +197,26 @@ def _create_demo_org(ctx: CliContext) -> None:
         org = create_org(session, "Demo", plan="enterprise", seats=10)
         issued = issue_token(session, org=org, description="demo token created by serve")
         base = ctx.config.scim_base_url(org.id)
+        name = org.name
+    if sys.stdout.isatty():
+        token_line = f"  Bearer token:  {issued.secret}  (shown only this once)"
+    else:
+        # Not a person at a terminal: a service log would keep the token for anyone who reads
+        # the logs. It goes to a file only this user can read.
+        path = ctx.config.data_dir / DEMO_TOKEN_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(issued.secret + "\n")
+        token_line = f"  Bearer token:  in {path} (readable only by this user)"
     click.echo(
-        "Created the demo organization. Its SCIM settings (the token is shown only this once):\n"
+        "Created the demo organization. Its SCIM settings:\n"
+        f"  Organization:  {name} (scimgate commands take --org {name})\n"
         f"  SCIM base URL: {base}\n"
-        f"  Bearer token:  {issued.secret}\n"
+        f"{token_line}\n"
     )
+
+
+DEMO_TOKEN_FILE = "demo-token"  # noqa: S105  (a file name, not a secret)
 
 
 # --- db -------------------------------------------------------------------------------------
@@ -412,4 +504,4 @@ def _register_areas() -> None:
 
 _register_areas()
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()

@@ -412,7 +412,9 @@ class Config:
         data_dir = Path(str(values["GATEWAY_DATA_DIR"])).expanduser().resolve()
         if create_dirs:
             try:
-                data_dir.mkdir(parents=True, exist_ok=True)
+                # Only this user: it holds the database, the secret key and mail drops with
+                # live invitation links.
+                data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as exc:
                 raise ConfigError(
                     f"GATEWAY_DATA_DIR={str(values['GATEWAY_DATA_DIR'])!r} cannot be created: "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -59,6 +60,18 @@ class Served:
                 pass
             time.sleep(0.1)
         raise AssertionError("serve did not become ready")
+
+    def demo_settings(self) -> tuple[str, str, str]:
+        """The banner `serve` prints for the demo organization (read from its output), its SCIM
+        base URL, and the token from the file it is written to when stdout is not a terminal."""
+        banner = ""
+        while "Bearer token:" not in banner:
+            line = self.proc.stdout.readline()
+            assert line, f"serve printed no demo organization: {banner}"
+            banner += line
+        base = re.search(r"SCIM base URL: (\S+)", banner).group(1)
+        data_dir = Path(self.env["GATEWAY_DATA_DIR"])
+        return banner, base, (data_dir / "demo-token").read_text().strip()
 
     def stop(self) -> str:
         if self.proc.poll() is None:

@@ -38,7 +38,9 @@ def admin() -> None:
 @click.option("--name", help="The person's name.")
 @click.option("--org", "org_keys", multiple=True, help="Organization id or name (org admins).")
 @click.option(
-    "--password-stdin", is_flag=True, help="Read the password from standard input (scripts)."
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input (scripts); implied when stdin is not a terminal.",
 )
 @pass_ctx
 @handle_errors
@@ -54,7 +56,9 @@ def admin_create(
     from gateway.accounts import create_admin
     from gateway.orgs import find_org
 
-    if password_stdin:
+    # A piped password is read as one line, as with --password-stdin: getpass would warn that
+    # it cannot hide what is not typed, then want the password twice.
+    if password_stdin or not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
