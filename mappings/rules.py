@@ -43,13 +43,21 @@ class GroupFacts:
 
 
 class GroupIndex:
-    """All directory groups of an organization with their rules resolved once."""
+    """Directory groups of an organization with their rules resolved once: all of them, or the
+    ones one change reaches with every group above them (`add` grows it the same way)."""
 
     def __init__(self, mapping: Mapping, groups: Iterable[DirGroup]) -> None:
         self.mapping = mapping
         self.groups: dict[str, DirGroup] = {g.id: g for g in groups}
         self.facts: dict[str, GroupFacts] = {g.id: _facts(mapping, g) for g in self.groups.values()}
         self._above: dict[str, frozenset[str]] = {}
+
+    def add(self, groups: Iterable[DirGroup]) -> None:
+        """More groups, with every group above them: what `above` answered stays true."""
+        for group in groups:
+            if group.id not in self.groups:
+                self.groups[group.id] = group
+                self.facts[group.id] = _facts(self.mapping, group)
 
     def above(self, group_id: str) -> frozenset[str]:
         """The group and every group it is nested in, directly or not (cycles are safe)."""
@@ -119,8 +127,16 @@ def desire_groups(index: GroupIndex) -> dict[str, DesiredGroup]:
         key = target.lower()
         if key not in origins:
             origins[key] = (target, group_id)
+    return desired_groups_named(index.mapping, origins)
+
+
+def desired_groups_named(
+    mapping: Mapping, origins: MappingType[str, tuple[str, str]]
+) -> dict[str, DesiredGroup]:
+    """The org groups for these keys (lower-cased name -> (spelling, smallest directory group id
+    feeding it)), with the collection access the mapping grants each."""
     access: dict[str, dict[str, str]] = {}
-    for rule in index.mapping.collections:
+    for rule in mapping.collections:
         grants = access.setdefault(rule.group.lower(), {})
         for collection in rule.collections:
             old = next((c for c in grants if c.lower() == collection.lower()), None)

@@ -35,6 +35,7 @@ from gateway.store.models import (
 # and kept in session.info until the engine runs for the change.
 _ORPHANS = "provisioning.orphaned_members"
 _BELOW = "provisioning.users_below_deleted_groups"
+_GROUPS_BELOW = "provisioning.groups_below_deleted_groups"  # deleted group id -> groups below
 
 
 @event.listens_for(DirectoryUser, "before_delete")
@@ -67,6 +68,7 @@ def _group_deleted(mapper: Mapper, connection: Connection, target: DirectoryGrou
                 seen.add(child_id)
                 todo.append(child_id)
     session.info.setdefault(_BELOW, set()).update(users)
+    session.info.setdefault(_GROUPS_BELOW, {})[target.id] = seen - {target.id}
 
 
 def change_delta(session: Session, change: DirectoryChange) -> DirectoryDelta:
@@ -86,10 +88,20 @@ def change_delta(session: Session, change: DirectoryChange) -> DirectoryDelta:
                 )
             )
         )
+    below: dict[str, set[str]] = session.info.pop(_GROUPS_BELOW, {})
+    group_ids: set[str] | None = set(change.group_ids) | set(change.deleted_group_ids)
+    if change.source != "scim" or not set(change.deleted_group_ids) <= set(below):
+        # An LDAP poll reads the whole directory anyway; a group deleted without the hook left
+        # no trace of the groups below it: compare every group, as the full reconcile does.
+        group_ids = None
+    else:
+        for deleted in change.deleted_group_ids:
+            group_ids |= below[deleted]  # they lost an ancestor
     return DirectoryDelta(
         user_ids=set(change.user_ids),
         orphaned_member_ids=orphans,
         users_below_deleted=session.info.pop(_BELOW, set()),
+        group_ids=group_ids,
     )
 
 
