@@ -1,10 +1,14 @@
 """Load the directory and the org layer, and reconcile them into a Plan: the whole organization
-(`reconcile_full`) or only what one directory change touched (`reconcile_change`).
+(`reconcile_full`) or only what one directory change touched (`reconcile_delta`).
 
-Incremental cost is O(changed): every reconcile reads the directory's groups (a few thousand rows
-at most) to resolve nesting and group rules, but reads users and members only for the users the
-change names, plus every user below a group whose rules or nesting changed (a group's digest, kept
-in `directory_group_digests`, says when). A 50,000-member group gaining one member reads one user.
+Incremental cost is O(what the change reaches), whatever the size of the organization: it reads
+users and members only for the users the change names, plus every user below a group whose rules
+or nesting changed (a group's digest, kept in `directory_group_digests`, says when); and directory
+and org groups only for the groups the change names, the groups of the users it reconciles, the
+groups above those and the org groups they feed (gateway.provisioning.graph). A 50,000-member
+group gaining one member reads one user; a POST /Users in an organization of 10,000 nested groups
+reads the same rows as in one of 10. A change that cannot name the groups it touched (an LDAP
+poll) compares every group, as the full reconcile does.
 """
 
 from __future__ import annotations
