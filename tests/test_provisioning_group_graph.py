@@ -29,6 +29,7 @@ from test_provisioning_rules import (
     full_plan,
     members,
     org_groups,
+    patch,
     remove_member,
 )
 
@@ -160,6 +161,42 @@ def test_renaming_the_top_of_a_tree_renames_the_group_for_every_user_below(org, 
     assert response.status_code in (200, 204)
     settle()
     assert groups_of(database, scim.org_id)["ann@acme.com"] == ({"Admins", "Mid", "Leaf"}, "admin")
+    assert_settled(database, scim.org_id)
+
+
+def test_groups_merged_into_one_keep_it_when_the_group_it_is_named_after_goes(org, database):
+    scim, settle = org
+    apply_mapping(
+        database,
+        scim.org_id,
+        "groups:\n  - {match: 'dept-*', rename: Everyone}\n"
+        "collections:\n  - {group: Everyone, collections: [Handbook], permission: view}\n",
+    )
+    users = {n: create_user(scim, f"{n}@acme.com") for n in ("ann", "bob", "cy")}
+    feeds = {create_group(scim, f"dept-{n}", users[n]): n for n in users}
+    settle()
+    assert {e: g for e, (g, _) in groups_of(database, scim.org_id).items()} == {
+        "ann@acme.com": {"Everyone"},
+        "bob@acme.com": {"Everyone"},
+        "cy@acme.com": {"Everyone"},
+    }
+    # The org group's origin is the smallest of its directory groups: that one goes first.
+    first, second, third = sorted(feeds)
+    assert scim.delete(f"/Groups/{first}").status_code == 204
+    settle()
+    assert_settled(database, scim.org_id)
+    patch(
+        scim,
+        f"/Groups/{second}",
+        {"op": "replace", "path": "displayName", "value": "Sales"},
+    )
+    settle()
+    assert {e: g for e, (g, _) in groups_of(database, scim.org_id).items()} == {
+        f"{feeds[first]}@acme.com": set(),
+        f"{feeds[second]}@acme.com": {"Sales"},
+        f"{feeds[third]}@acme.com": {"Everyone"},
+    }
+    assert org_groups(database, scim.org_id) == {"Everyone", "Sales"}
     assert_settled(database, scim.org_id)
 
 

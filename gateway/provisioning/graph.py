@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from sqlalchemy import String, bindparam, literal, null, select, union_all
+from sqlalchemy import String, bindparam, func, literal, null, select, union_all
 from sqlalchemy.orm import Session
 
 from gateway.provisioning.diff import GroupRow, OrgState
@@ -192,6 +192,7 @@ class OrgGroupScope:
         self._origins: set[str] = set()
         self._row_ids: set[str] = set()
         self._collection_keys: set[str] = set()
+        self._postgresql = session.get_bind().dialect.name == "postgresql"
 
     def cover(self, state: OrgState, desired: Iterable[DesiredMember]) -> dict[str, DesiredGroup]:
         keys = self._base_keys | {name.lower() for d in desired for name in d.groups}
@@ -223,19 +224,34 @@ class OrgGroupScope:
             return {}
         feeders: dict[str, list[tuple[str, str]]] = {}
         stale = self.changed | set(self.gone)
+        digest = DirectoryGroupDigest
+        # The smallest stored feeder of each key, compared byte by byte as Python compares ids
+        # (PostgreSQL's default collation may not): one row per key however many groups merge
+        # into it. Only when that one changed are all of the key's feeders read.
+        group_id = digest.directory_group_id
+        smallest = func.min(group_id.collate("C") if self._postgresql else group_id)
+        again: set[str] = set()
         for part in chunks(keys):
-            for gid, target, key in self.session.execute(
-                select(
-                    DirectoryGroupDigest.directory_group_id,
-                    DirectoryGroupDigest.target,
-                    DirectoryGroupDigest.target_lower,
-                ).where(
-                    DirectoryGroupDigest.org_id == self.org_id,
-                    DirectoryGroupDigest.target_lower.in_(part),
+            firsts = (
+                select(smallest)
+                .where(digest.org_id == self.org_id, digest.target_lower.in_(part))
+                .group_by(digest.target_lower)
+            )
+            for found, target, key in self.session.execute(
+                select(group_id, digest.target, digest.target_lower).where(group_id.in_(firsts))
+            ):
+                if found in stale:
+                    again.add(key)
+                else:
+                    feeders.setdefault(key, []).append((found, target))
+        for part in chunks(again):
+            for found, target, key in self.session.execute(
+                select(group_id, digest.target, digest.target_lower).where(
+                    digest.org_id == self.org_id, digest.target_lower.in_(part)
                 )
             ):
-                if gid not in stale:
-                    feeders.setdefault(key, []).append((gid, target))
+                if found not in stale:
+                    feeders.setdefault(key, []).append((found, target))
         for gid in self.changed:
             target = self.graph.index.target(gid)
             if target is not None and target.lower() in keys:
