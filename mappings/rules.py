@@ -35,10 +35,13 @@ class GroupFacts:
     in_scope: bool  # named by scope.groups
     role: str | None  # highest role its role rules give
 
-    def digest(self, ancestors: Iterable[str]) -> str:
-        """A fingerprint of everything that decides what this group's users get."""
+    def digest(self, parents: Iterable[str]) -> str:
+        """A fingerprint of what this group gives its users on its own and of where it hangs.
+        The groups directly above it, not all of them: when a group further up changes, its own
+        digest changes, and every user below it is reconciled from there; so a group moved
+        under another parent changes one digest, not one per group below it."""
         return "|".join(
-            [self.target or "", "1" if self.in_scope else "0", self.role or "", *sorted(ancestors)]
+            [self.target or "", "1" if self.in_scope else "0", self.role or "", *sorted(parents)]
         )
 
 
@@ -85,7 +88,7 @@ class GroupIndex:
         return out
 
     def digest(self, group_id: str) -> str:
-        return self.facts[group_id].digest(self.above(group_id) - {group_id})
+        return self.facts[group_id].digest(self.groups[group_id].parent_ids)
 
     def target(self, group_id: str) -> str | None:
         return self.facts[group_id].target

@@ -451,18 +451,15 @@ class _WholeGraph:
 
 class _ReachedGraph:
     """Only what the change reaches: the groups it names, compared with their stored digests;
-    the groups below those whose meaning changed; the groups of the users it reconciles; each
-    with every group above it; and the org groups an `OrgGroupScope` finds for them."""
+    the groups of the users it reconciles (those below a changed group among them); each with
+    every group above it; and the org groups an `OrgGroupScope` finds for them."""
 
     def __init__(self, session: Session, org_id: str, mapping: Mapping, group_ids: set[str]):
         graph = GroupGraph(session, org_id, mapping)
         graph.reach(group_ids)
+        # The groups below a changed one keep their digests (their own parents did not move);
+        # their users are reconciled all the same (`users_below`).
         changed = graph.changed(group_ids)
-        if changed:
-            # Their parents or meaning moved: the groups below them may have new ancestors.
-            below = groups_below(session, org_id, changed) - changed
-            graph.reach(below)
-            changed |= graph.changed(below)
         self.index = graph.index
         self.changed = changed
         self.digests = {g: graph.digest(g) for g in changed}

@@ -501,8 +501,9 @@ class ProvisionedGroup(Base):
 
 class DirectoryGroupDigest(Base):
     """What the rules made of each directory group at the last reconcile (its org group, scope
-    and role and the groups above it). The incremental reconcile compares it with today's to
-    know when a group change reaches every user below the group and when only the listed ones.
+    and role and the groups directly above it). The incremental reconcile compares it with
+    today's to know when a group change reaches every user below the group and when only the
+    listed ones.
     No foreign key: the row outlives its group so a deletion can still be traced."""
 
     __tablename__ = "directory_group_digests"
