@@ -8,7 +8,9 @@ the Flask test client (in-process, no network), the median and p99 of POST /User
 /Users/{id} and PATCH /Groups/{id} adding a member.
 
 Part 2: a plain organization's POST /Users latency alone, then while threads post Bulk requests
-of 300 nested groups to another organization.
+of 300 nested groups to another organization (threads of one process: they also share the GIL).
+
+Part 3: Bulks of 300 nested groups one after another into one organization, each timed.
 
     .venv/bin/python bench/bench_hostile_groups.py                       # both parts, both DBs
     .venv/bin/python bench/bench_hostile_groups.py --groups 10,1000 --repeat 50 --databases sqlite
@@ -313,6 +315,23 @@ def part_two(kind: str, threads: int, repeat: int) -> list[tuple]:
     return rows
 
 
+def part_three(kind: str, bulks: int) -> list[tuple]:
+    """Bulks of 300 nested groups one after another into one organization: how long each takes
+    as the organization's group graph grows."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-groups-"))
+    db, url, admin = new_database(kind, tmp)
+    org_id, headers = make_org(db, "Growing")
+    client = client_for(db, url, tmp).test_client()
+    rows = []
+    for n in range(bulks):
+        start = time.perf_counter()
+        body = json.dumps(bulk_of_groups(f"b{n}"))
+        check(client.post(f"/scim/v2/{org_id}/Bulk", data=body, headers=headers))
+        rows.append((kind, n * 300, time.perf_counter() - start))
+    drop_database(db, url, admin)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--groups", default="10,1000,10000")
@@ -321,6 +340,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=6, help="Bulk threads in part 2 (0: skip)")
     parser.add_argument("--quiet-repeat", type=int, default=40)
     parser.add_argument("--skip-part-one", action="store_true")
+    parser.add_argument("--bulks", type=int, default=4, help="Bulks in part 3 (0: skip)")
     args = parser.parse_args()
     logging.getLogger("gateway").setLevel(logging.WARNING)  # no access line per request
     kinds = [k.strip() for k in args.databases.split(",")]
@@ -348,6 +368,14 @@ def main() -> None:
         print(f"{'database':<11} {'while':<38} {'median ms':>10} {'p99 ms':>9}")
         for kind, label, median, p99 in rows2:
             print(f"{kind:<11} {label:<38} {median:>10.2f} {p99:>9.2f}")
+    if args.bulks:
+        rows3 = []
+        for kind in kinds:
+            rows3 += part_three(kind, args.bulks)
+        print("\nPart 3: one Bulk of 300 nested groups after another, into one organization")
+        print(f"{'database':<11} {'groups before':>13} {'Bulk seconds':>13}")
+        for kind, before, seconds in rows3:
+            print(f"{kind:<11} {before:>13} {seconds:>13.2f}")
 
 
 if __name__ == "__main__":
