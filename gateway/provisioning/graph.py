@@ -3,7 +3,8 @@
 Why: a write's cost must not grow with the organization's groups (issue #16). A user write needs
 that user's groups and the groups above them; a group write needs the group, the groups above it
 and, only when what the group means changed (its org group, scope, role or parents), the groups
-below it. Both walks are recursive SQL (`WITH RECURSIVE ... UNION`: a cycle ends the walk).
+below it. Both walks go one level per indexed statement and visit a group once (a cycle ends
+the walk).
 
 On the org side, `OrgGroupScope` finds the org groups such a change can touch through the stored
 digests (`directory_group_digests.target_lower`: which directory groups feed one org group) and
@@ -45,62 +46,57 @@ def chunks(values: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
         yield items[i : i + size]
 
 
-_TEXT, _NONE, _ORG, _IDS = String(), null(), bindparam("org_id"), bindparam("ids", expanding=True)
-
-
-def _walk(*, up: bool):  # type: ignore[no-untyped-def]
-    """The groups `ids` and every group above (`up`) or below them; UNION, not UNION ALL, so a
-    group is visited once and a cycle ends the walk."""
-    walk = (
-        select(DirectoryGroup.id.label("id"))
-        .where(DirectoryGroup.org_id == _ORG, DirectoryGroup.id.in_(_IDS))
-        .cte("walk", recursive=True)
-    )
-    edge = DirectoryGroupMember
-    step = (
-        select(edge.group_id).join(walk, edge.child_group_id == walk.c.id)
-        if up
-        else select(edge.child_group_id)
-        .join(walk, edge.group_id == walk.c.id)
-        .where(edge.child_group_id.is_not(None))
-    )
-    return walk.union(step)
-
-
-_ABOVE, _BELOW = _walk(up=True), _walk(up=False)
-# The groups `ids`, every group above them, their parent edges and stored digests: one statement.
-_GROUPS_ABOVE = union_all(
-    select(
-        literal("edge", _TEXT),
-        DirectoryGroupMember.child_group_id,
-        DirectoryGroupMember.group_id,
-        _NONE,
-        _NONE,
-    ).where(DirectoryGroupMember.child_group_id.in_(select(_ABOVE.c.id))),
+_TEXT, _NONE, _IDS = String(), null(), bindparam("ids", expanding=True)
+# Groups by id with their stored digests: one statement.
+_GROUPS_BY_ID = union_all(
     select(
         literal("group", _TEXT),
         DirectoryGroup.id,
         DirectoryGroup.source,
         DirectoryGroup.display_name,
         DirectoryGroup.external_id,
-    ).where(DirectoryGroup.id.in_(select(_ABOVE.c.id))),
+    ).where(DirectoryGroup.org_id == bindparam("org_id"), DirectoryGroup.id.in_(_IDS)),
     select(
         literal("digest", _TEXT),
         DirectoryGroupDigest.directory_group_id,
         DirectoryGroupDigest.digest,
         DirectoryGroupDigest.target,
         _NONE,
-    ).where(DirectoryGroupDigest.directory_group_id.in_(select(_ABOVE.c.id))),
+    ).where(DirectoryGroupDigest.directory_group_id.in_(_IDS)),
 )
-_GROUPS_BELOW = select(_BELOW.c.id)
+
+
+def walk(
+    session: Session, group_ids: Iterable[str], *, up: bool
+) -> tuple[set[str], list[tuple[str, str]]]:
+    """These groups and every group above (`up`) or below them, with the (child, parent) edges
+    walked; a group is visited once, so a cycle ends the walk. One indexed statement per level:
+    a recursive CTE would be one round trip, but PostgreSQL plans its recursive step once, and
+    without fresh statistics as a hash join over every membership row of the database."""
+    edge = DirectoryGroupMember
+    seen = set(group_ids)
+    frontier = set(seen)
+    edges: list[tuple[str, str]] = []
+    while frontier:
+        found: set[str] = set()
+        for part in chunks(frontier):
+            query = select(edge.child_group_id, edge.group_id)
+            query = (
+                query.where(edge.child_group_id.in_(part))
+                if up
+                else query.where(edge.group_id.in_(part), edge.child_group_id.is_not(None))
+            )
+            for child, parent in session.execute(query):
+                edges.append((child, parent))
+                found.add(parent if up else child)
+        frontier = found - seen
+        seen |= found
+    return seen, edges
 
 
 def groups_below(session: Session, org_id: str, group_ids: Iterable[str]) -> set[str]:
     """These groups and every group nested in them, however deep."""
-    found: set[str] = set()
-    for ids in chunks(group_ids):
-        found |= set(session.scalars(_GROUPS_BELOW, {"org_id": org_id, "ids": ids}))
-    return found
+    return walk(session, group_ids, up=False)[0]
 
 
 class GroupGraph:
@@ -119,24 +115,25 @@ class GroupGraph:
         if not todo:
             return
         self._asked |= todo
-        for ids in chunks(todo):
-            parents: dict[str, set[str]] = {}
-            found = []
+        seen, edges = walk(self.session, todo, up=True)
+        parents: dict[str, set[str]] = {}
+        for child, parent in edges:
+            parents.setdefault(child, set()).add(parent)
+        found = []
+        for ids in chunks(seen - set(self.index.groups)):
             for tag, a, b, c, d in self.session.execute(
-                _GROUPS_ABOVE, {"org_id": self.org_id, "ids": ids}
+                _GROUPS_BY_ID, {"org_id": self.org_id, "ids": ids}
             ):
-                if tag == "edge":
-                    parents.setdefault(a, set()).add(b)
-                elif tag == "group":
+                if tag == "group":
                     found.append((a, b, c, d))
                 else:
                     self.stored[a] = (b, c)
-            self.index.add(
-                DirGroup(
-                    id=i, source=s, name=n, external_id=x, parent_ids=frozenset(parents.get(i, ()))
-                )
-                for i, s, n, x in found
+        self.index.add(
+            DirGroup(
+                id=i, source=s, name=n, external_id=x, parent_ids=frozenset(parents.get(i, ()))
             )
+            for i, s, n, x in found
+        )
 
     def digest(self, group_id: str) -> Digest:
         return self.index.digest(group_id), self.index.target(group_id)
