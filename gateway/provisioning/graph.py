@@ -3,8 +3,8 @@
 Why: a write's cost must not grow with the organization's groups (issue #16). A user write needs
 that user's groups and the groups above them; a group write needs the group, the groups above it
 and, only when what the group means changed (its org group, scope, role or parents), the groups
-below it. Both walks go one level per indexed statement and visit a group once (a cycle ends
-the walk).
+below it. Both walks visit a group once (a cycle ends the walk): a recursive statement on
+SQLite, one indexed statement per level on PostgreSQL (see `walk`).
 
 On the org side, `OrgGroupScope` finds the org groups such a change can touch through the stored
 digests (`directory_group_digests.target_lower`: which directory groups feed one org group) and
@@ -66,27 +66,58 @@ _GROUPS_BY_ID = union_all(
 )
 
 
+def _recursive(*, up: bool):  # type: ignore[no-untyped-def]
+    """The groups `ids` and every group above (`up`) or below them, as one recursive statement;
+    UNION, not UNION ALL, so a group is visited once and a cycle ends the walk."""
+    edge = DirectoryGroupMember
+    start = select(DirectoryGroup.id.label("id")).where(DirectoryGroup.id.in_(_IDS))
+    found = start.cte("walk", recursive=True)
+    step = (
+        select(edge.group_id).join(found, edge.child_group_id == found.c.id)
+        if up
+        else select(edge.child_group_id)
+        .join(found, edge.group_id == found.c.id)
+        .where(edge.child_group_id.is_not(None))
+    )
+    found = found.union(step)
+    return select(found.c.id)
+
+
+_UP, _DOWN = _recursive(up=True), _recursive(up=False)
+
+
 def walk(
     session: Session, group_ids: Iterable[str], *, up: bool
 ) -> tuple[set[str], list[tuple[str, str]]]:
     """These groups and every group above (`up`) or below them, with the (child, parent) edges
-    walked; a group is visited once, so a cycle ends the walk. One indexed statement per level:
-    a recursive CTE would be one round trip, but PostgreSQL plans its recursive step once, and
-    without fresh statistics as a hash join over every membership row of the database."""
+    between them; a group is visited once, so a cycle ends the walk.
+
+    SQLite: one recursive statement, then the edges (a chain 300 deep is two statements, not
+    300). PostgreSQL plans a recursive CTE's step once, and without fresh statistics as a hash
+    join over every membership row of the database, so there: one indexed statement per level."""
     edge = DirectoryGroupMember
     seen = set(group_ids)
-    frontier = set(seen)
     edges: list[tuple[str, str]] = []
+
+    def edges_of(part: list[str]):  # type: ignore[no-untyped-def]
+        query = select(edge.child_group_id, edge.group_id)
+        if up:
+            return session.execute(query.where(edge.child_group_id.in_(part)))
+        return session.execute(
+            query.where(edge.group_id.in_(part), edge.child_group_id.is_not(None))
+        )
+
+    if session.get_bind().dialect.name != "postgresql":
+        for part in chunks(seen):
+            seen = seen | set(session.scalars(_UP if up else _DOWN, {"ids": part}))
+        for part in chunks(seen):
+            edges += [(child, parent) for child, parent in edges_of(part)]
+        return seen, edges
+    frontier = set(seen)
     while frontier:
         found: set[str] = set()
         for part in chunks(frontier):
-            query = select(edge.child_group_id, edge.group_id)
-            query = (
-                query.where(edge.child_group_id.in_(part))
-                if up
-                else query.where(edge.group_id.in_(part), edge.child_group_id.is_not(None))
-            )
-            for child, parent in session.execute(query):
+            for child, parent in edges_of(part):
                 edges.append((child, parent))
                 found.add(parent if up else child)
         frontier = found - seen
