@@ -17,7 +17,13 @@ from mappings.model import (
     DirUser,
     Mapping,
 )
-from mappings.rules import GroupIndex, desire_groups, desire_user, desired_state
+from mappings.rules import (
+    GroupIndex,
+    desire_groups,
+    desire_user,
+    desired_groups_named,
+    desired_state,
+)
 from mappings.schema import MappingError, default_mapping, dump_mapping, load_mapping
 
 __all__ = [
@@ -33,6 +39,7 @@ __all__ = [
     "default_mapping",
     "desire_groups",
     "desire_user",
+    "desired_groups_named",
     "desired_state",
     "dump_mapping",
     "load_mapping",

@@ -35,21 +35,32 @@ class GroupFacts:
     in_scope: bool  # named by scope.groups
     role: str | None  # highest role its role rules give
 
-    def digest(self, ancestors: Iterable[str]) -> str:
-        """A fingerprint of everything that decides what this group's users get."""
+    def digest(self, parents: Iterable[str]) -> str:
+        """A fingerprint of what this group gives its users on its own and of where it hangs.
+        The groups directly above it, not all of them: when a group further up changes, its own
+        digest changes, and every user below it is reconciled from there; so a group moved
+        under another parent changes one digest, not one per group below it."""
         return "|".join(
-            [self.target or "", "1" if self.in_scope else "0", self.role or "", *sorted(ancestors)]
+            [self.target or "", "1" if self.in_scope else "0", self.role or "", *sorted(parents)]
         )
 
 
 class GroupIndex:
-    """All directory groups of an organization with their rules resolved once."""
+    """Directory groups of an organization with their rules resolved once: all of them, or the
+    ones one change reaches with every group above them (`add` grows it the same way)."""
 
     def __init__(self, mapping: Mapping, groups: Iterable[DirGroup]) -> None:
         self.mapping = mapping
         self.groups: dict[str, DirGroup] = {g.id: g for g in groups}
         self.facts: dict[str, GroupFacts] = {g.id: _facts(mapping, g) for g in self.groups.values()}
         self._above: dict[str, frozenset[str]] = {}
+
+    def add(self, groups: Iterable[DirGroup]) -> None:
+        """More groups, with every group above them: what `above` answered stays true."""
+        for group in groups:
+            if group.id not in self.groups:
+                self.groups[group.id] = group
+                self.facts[group.id] = _facts(self.mapping, group)
 
     def above(self, group_id: str) -> frozenset[str]:
         """The group and every group it is nested in, directly or not (cycles are safe)."""
@@ -77,7 +88,7 @@ class GroupIndex:
         return out
 
     def digest(self, group_id: str) -> str:
-        return self.facts[group_id].digest(self.above(group_id) - {group_id})
+        return self.facts[group_id].digest(self.groups[group_id].parent_ids)
 
     def target(self, group_id: str) -> str | None:
         return self.facts[group_id].target
@@ -119,8 +130,16 @@ def desire_groups(index: GroupIndex) -> dict[str, DesiredGroup]:
         key = target.lower()
         if key not in origins:
             origins[key] = (target, group_id)
+    return desired_groups_named(index.mapping, origins)
+
+
+def desired_groups_named(
+    mapping: Mapping, origins: MappingType[str, tuple[str, str]]
+) -> dict[str, DesiredGroup]:
+    """The org groups for these keys (lower-cased name -> (spelling, smallest directory group id
+    feeding it)), with the collection access the mapping grants each."""
     access: dict[str, dict[str, str]] = {}
-    for rule in index.mapping.collections:
+    for rule in mapping.collections:
         grants = access.setdefault(rule.group.lower(), {})
         for collection in rule.collections:
             old = next((c for c in grants if c.lower() == collection.lower()), None)

@@ -3,7 +3,6 @@ caller's transaction. Deprovisionings pass the guard first; what it holds is rec
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, insert, select, update
@@ -57,6 +56,33 @@ class ApplyResult:
     hold_reason: str | None = None
 
 
+class _ByName(dict):
+    """Lower-cased name -> id of an organization's groups or collections, read on demand."""
+
+    def __init__(self, session: Session, model: type[Group] | type[Collection], org_id: str):
+        super().__init__()
+        self.session, self.model, self.org_id = session, model, org_id
+        self._asked: set[str] = set()
+
+    def load(self, names: set[str]) -> None:
+        todo = sorted(names - self._asked - set(self))
+        self._asked |= set(todo)
+        for i in range(0, len(todo), CHUNK):
+            for row_id, name in self.session.execute(
+                select(self.model.id, self.model.name).where(
+                    self.model.org_id == self.org_id, self.model.name_lower.in_(todo[i : i + CHUNK])
+                )
+            ):
+                self.setdefault(name.lower(), row_id)
+
+    def __missing__(self, name: str) -> str:
+        self._asked.discard(name)
+        self.load({name})
+        if name not in self:
+            raise KeyError(name)
+        return self[name]
+
+
 class _Applier:
     def __init__(self, session: Session, org: Organization, actor: str) -> None:
         self.session = session
@@ -67,27 +93,19 @@ class _Applier:
         self.seats = lifecycle.Seats.load(session, org)
         self.members: dict[str, Member] = {}
         self.new_members: dict[str, str] = {}  # e-mail -> id of members this Plan invites
+        # The organization's groups and collections by lower-cased name, read as far as the
+        # Plan names them (a write in an organization of 10,000 groups reads the few it needs);
+        # every change that creates, renames or deletes one updates the map right after.
+        self.groups = _ByName(session, Group, org.id)
+        self.collections = _ByName(session, Collection, org.id)
 
-    # The organization's groups and collections by lower-cased name, read the first time a
-    # change needs them (most SCIM writes need neither); every change that creates, renames or
-    # deletes one updates the map right after, so it holds whether it was read before or after.
-    @functools.cached_property
-    def groups(self) -> dict[str, str]:
-        return {
-            name.lower(): gid
-            for gid, name in self.session.execute(
-                select(Group.id, Group.name).where(Group.org_id == self.org.id)
-            )
-        }
-
-    @functools.cached_property
-    def collections(self) -> dict[str, str]:
-        return {
-            name.lower(): cid
-            for cid, name in self.session.execute(
-                select(Collection.id, Collection.name).where(Collection.org_id == self.org.id)
-            )
-        }
+    def load_names(self, changes: list[Change]) -> None:
+        """The org groups and collections the Plan's changes name, in a few statements; whatever
+        else a change needs is looked up by name when it asks (`_ByName`)."""
+        groups = {g.lower() for c in changes if isinstance(g := getattr(c, "group", None), str)}
+        collections = {getattr(c, "collection", "").lower() for c in changes}
+        self.groups.load(groups)
+        self.collections.load(collections - {""})
 
     def event(self, type_: str, target_type: str, target_id: str | None, **detail: object) -> None:
         self.events.append(
@@ -357,6 +375,7 @@ def apply(
             result.hold_reason = verdict.reason
     applier = _Applier(session, org, actor)
     applier.load_members(changes)
+    applier.load_names(changes)
     for change, reason in plan.skipped:
         if reason.startswith("the last confirmed owner"):
             applier.event(
@@ -406,7 +425,13 @@ def _bookkeeping(session: Session, org: Organization, plan: Plan, actor: str) ->
             )
         )
     rows = [
-        {"directory_group_id": gid, "org_id": org.id, "digest": digest, "target": target}
+        {
+            "directory_group_id": gid,
+            "org_id": org.id,
+            "digest": digest,
+            "target": target,
+            "target_lower": target.lower() if target is not None else None,
+        }
         for gid, (digest, target) in sorted(plan.group_digests.items())
     ]
     for i in range(0, len(rows), 2000):

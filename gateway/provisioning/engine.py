@@ -35,6 +35,7 @@ from gateway.store.models import (
 # and kept in session.info until the engine runs for the change.
 _ORPHANS = "provisioning.orphaned_members"
 _BELOW = "provisioning.users_below_deleted_groups"
+_CHILDREN = "provisioning.children_of_deleted_groups"  # deleted group id -> its direct children
 
 
 @event.listens_for(DirectoryUser, "before_delete")
@@ -54,10 +55,12 @@ def _group_deleted(mapper: Mapper, connection: Connection, target: DirectoryGrou
     if session is None:
         return
     seen, todo, users = {target.id}, [target.id], set()
+    children: set[str] = set()
     while todo:
+        parent = todo.pop()
         rows = connection.execute(
             select(DirectoryGroupMember.user_id, DirectoryGroupMember.child_group_id).where(
-                DirectoryGroupMember.group_id == todo.pop()
+                DirectoryGroupMember.group_id == parent
             )
         )
         for user_id, child_id in rows:
@@ -66,7 +69,10 @@ def _group_deleted(mapper: Mapper, connection: Connection, target: DirectoryGrou
             elif child_id and child_id not in seen:
                 seen.add(child_id)
                 todo.append(child_id)
+                if parent == target.id:
+                    children.add(child_id)
     session.info.setdefault(_BELOW, set()).update(users)
+    session.info.setdefault(_CHILDREN, {})[target.id] = children
 
 
 def change_delta(session: Session, change: DirectoryChange) -> DirectoryDelta:
@@ -86,10 +92,20 @@ def change_delta(session: Session, change: DirectoryChange) -> DirectoryDelta:
                 )
             )
         )
+    children: dict[str, set[str]] = session.info.pop(_CHILDREN, {})
+    group_ids: set[str] | None = set(change.group_ids) | set(change.deleted_group_ids)
+    if change.source != "scim" or not set(change.deleted_group_ids) <= set(children):
+        # An LDAP poll reads the whole directory anyway; a group deleted without the hook left
+        # no trace of the groups below it: compare every group, as the full reconcile does.
+        group_ids = None
+    else:
+        for deleted in change.deleted_group_ids:
+            group_ids |= children[deleted]  # they lost a parent
     return DirectoryDelta(
         user_ids=set(change.user_ids),
         orphaned_member_ids=orphans,
         users_below_deleted=session.info.pop(_BELOW, set()),
+        group_ids=group_ids,
     )
 
 

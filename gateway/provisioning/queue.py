@@ -54,6 +54,7 @@ def queue_change(session: Session, change: DirectoryChange, wake: Callable[[], N
             "user_ids": sorted(delta.user_ids),
             "orphaned_member_ids": sorted(delta.orphaned_member_ids),
             "users_below_deleted": sorted(delta.users_below_deleted),
+            "group_ids": None if delta.group_ids is None else sorted(delta.group_ids),
         },
     )
     session.info[_WAKE] = wake
@@ -88,6 +89,7 @@ def drain_org(session: Session, org_id: str, *, batch: int = BATCH) -> int:
             PendingChange.user_ids,
             PendingChange.orphaned_member_ids,
             PendingChange.users_below_deleted,
+            PendingChange.group_ids,
         )
         .where(PendingChange.org_id == org_id)
         .order_by(PendingChange.id)
@@ -106,6 +108,10 @@ def drain_org(session: Session, org_id: str, *, batch: int = BATCH) -> int:
         delta.user_ids.update(row.user_ids)
         delta.orphaned_member_ids.update(row.orphaned_member_ids)
         delta.users_below_deleted.update(row.users_below_deleted)
+        if row.group_ids is None or delta.group_ids is None:
+            delta.group_ids = None  # one change that cannot name its groups: compare them all
+        else:
+            delta.group_ids.update(row.group_ids)
     apply_delta(session, org, delta, actor, window=True)
     session.execute(delete(PendingChange).where(PendingChange.id.in_(ids)))
     return len(ids)

@@ -1,15 +1,19 @@
 """Load the directory and the org layer, and reconcile them into a Plan: the whole organization
-(`reconcile_full`) or only what one directory change touched (`reconcile_change`).
+(`reconcile_full`) or only what one directory change touched (`reconcile_delta`).
 
-Incremental cost is O(changed): every reconcile reads the directory's groups (a few thousand rows
-at most) to resolve nesting and group rules, but reads users and members only for the users the
-change names, plus every user below a group whose rules or nesting changed (a group's digest, kept
-in `directory_group_digests`, says when). A 50,000-member group gaining one member reads one user.
+Incremental cost is O(what the change reaches), whatever the size of the organization: it reads
+users and members only for the users the change names, plus every user below a group whose rules
+or nesting changed (a group's digest, kept in `directory_group_digests`, says when); and directory
+and org groups only for the groups the change names, the groups of the users it reconciles, the
+groups above those and the org groups they feed (gateway.provisioning.graph). A 50,000-member
+group gaining one member reads one user; a POST /Users in an organization of 10,000 nested groups
+reads the same rows as in one of 10. A change that cannot name the groups it touched (an LDAP
+poll) compares every group, as the full reconcile does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import String, bindparam, cast, func, literal, null, or_, select, union_all
@@ -22,6 +26,15 @@ from gateway.provisioning.diff import (
     assemble,
     diff_groups,
     diff_members,
+)
+from gateway.provisioning.graph import (
+    CHUNK,
+    Digest,
+    GroupGraph,
+    OrgGroupScope,
+    chunks,
+    groups_below,
+    stored_targets,
 )
 from gateway.provisioning.plan import AdoptGroup, Plan
 from gateway.provisioning.settings import OrgSettings, org_mapping
@@ -42,6 +55,7 @@ from gateway.store.models import (
     ProvisionedGroup,
 )
 from mappings import (
+    DesiredGroup,
     DesiredMember,
     DirGroup,
     DirUser,
@@ -51,14 +65,7 @@ from mappings import (
     desire_user,
 )
 
-CHUNK = 900  # ids per IN (...) list: well under every database's bind-parameter limit
 MAX_ROUNDS = 4
-
-
-def chunks(values: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
-    items = sorted(values)
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 # --- loading the directory ------------------------------------------------------------------
@@ -183,8 +190,14 @@ def desire_all_users(session: Session, org_id: str, index: GroupIndex) -> list[D
 
 
 def desire_users(
-    session: Session, org_id: str, index: GroupIndex, user_ids: set[str]
+    session: Session,
+    org_id: str,
+    index: GroupIndex,
+    user_ids: set[str],
+    reach: Callable[[set[str]], None] | None = None,
 ) -> list[DesiredMember]:
+    """These directory users as the rules want them; `reach` reads their direct groups (and
+    every group above them) into `index` when it holds only part of the organization's."""
     desired: list[DesiredMember] = []
     for ids in chunks(user_ids):
         direct: dict[str, list[str]] = {}
@@ -194,6 +207,8 @@ def desire_users(
             )
         ):
             direct.setdefault(user_id, []).append(group_id)
+        if reach is not None:
+            reach({g for groups in direct.values() for g in groups})
         hits = (
             _filter_hits(session, org_id, index.mapping, ids)
             if index.mapping.scope.filter
@@ -206,21 +221,10 @@ def desire_users(
     return desired
 
 
-def users_below(session: Session, index: GroupIndex, group_ids: set[str]) -> set[str]:
+def users_below(session: Session, org_id: str, group_ids: set[str]) -> set[str]:
     """Every user in these groups or in groups nested inside them."""
-    children: dict[str, set[str]] = {}
-    for group in index.groups.values():
-        for parent in group.parent_ids:
-            children.setdefault(parent, set()).add(group.id)
-    seen = set(group_ids)
-    todo = list(group_ids)
-    while todo:
-        for child in children.get(todo.pop(), ()):
-            if child not in seen:
-                seen.add(child)
-                todo.append(child)
     users: set[str] = set()
-    for ids in chunks(seen):
+    for ids in chunks(groups_below(session, org_id, group_ids)):
         users |= set(
             session.scalars(
                 select(DirectoryGroupMember.user_id).where(
@@ -247,6 +251,16 @@ _MEMBER_COLUMNS = (
 )
 
 
+# The organization's confirmed owners and pending holds (what every reconcile reads whole).
+_OWNERS_AND_HOLDS = (
+    select(literal("owners", _TEXT), cast(func.count(), _TEXT), _NONE, _NONE)
+    .select_from(Member)
+    .where(Member.org_id == _ORG, Member.role == "owner", Member.status == "confirmed"),
+    select(
+        literal("hold", _TEXT), cast(HeldChange.id, _TEXT), HeldChange.kind, HeldChange.member_id
+    ).where(HeldChange.org_id == _ORG, HeldChange.status == "pending"),
+)
+_ORG_WATCH = union_all(*_OWNERS_AND_HOLDS)
 # The organization's groups, collections, group access, confirmed owners and pending holds: one
 # statement, a tagged UNION of text rows, built once.
 _ORG_GROUP_LAYER = union_all(
@@ -264,22 +278,18 @@ _ORG_GROUP_LAYER = union_all(
     )
     .join(Group, Group.id == GroupCollectionAccess.group_id)
     .where(Group.org_id == _ORG),
-    select(literal("owners", _TEXT), cast(func.count(), _TEXT), _NONE, _NONE)
-    .select_from(Member)
-    .where(Member.org_id == _ORG, Member.role == "owner", Member.status == "confirmed"),
-    select(
-        literal("hold", _TEXT), cast(HeldChange.id, _TEXT), HeldChange.kind, HeldChange.member_id
-    ).where(HeldChange.org_id == _ORG, HeldChange.status == "pending"),
+    *_OWNERS_AND_HOLDS,
 )
 
 
-def load_group_layer(session: Session, org_id: str, state: OrgState) -> None:
-    """The organization's groups, collections, group access, confirmed owners and pending
-    holds; one round trip for what were five, under the organization's lock on every inline
-    SCIM write."""
+def load_group_layer(session: Session, org_id: str, state: OrgState, *, whole: bool = True) -> None:
+    """The organization's groups, collections, group access (`whole`; otherwise none of them:
+    an `OrgGroupScope` reads the ones a change reaches), confirmed owners and pending holds; one
+    round trip, under the organization's lock on every inline SCIM write."""
     state.groups, state.collections, state.access, state.holds = {}, {}, {}, {}
     state.confirmed_owners = 0
-    for tag, a, b, c in session.execute(_ORG_GROUP_LAYER, {"org_id": org_id}):
+    statement = _ORG_GROUP_LAYER if whole else _ORG_WATCH
+    for tag, a, b, c in session.execute(statement, {"org_id": org_id}):
         if tag == "group":
             state.groups[a] = GroupRow(a, b, c)
         elif tag == "collection":
@@ -387,9 +397,13 @@ class DirectoryDelta:
     orphaned_member_ids: set[str] = field(default_factory=set)
     # Users that were below groups deleted in this change.
     users_below_deleted: set[str] = field(default_factory=set)
+    # Directory groups the change wrote, deleted, or gave or took a parent (the groups below a
+    # deleted group included). None: the change cannot say, so every group of the organization
+    # is compared with what the last reconcile stored.
+    group_ids: set[str] | None = field(default_factory=set)
 
 
-def _current_digests(index: GroupIndex) -> dict[str, tuple[str, str | None]]:
+def _current_digests(index: GroupIndex) -> dict[str, Digest]:
     return {gid: (index.digest(gid), index.target(gid)) for gid in index.groups}
 
 
@@ -412,34 +426,80 @@ def reconcile_full(session: Session, org: Organization, *, mapping: Mapping | No
     return plan
 
 
+class _WholeGraph:
+    """Every directory group and org group of the organization, each directory group compared
+    with its stored digest: for a change that cannot name the groups it touched (an LDAP poll,
+    which reads the whole directory anyway; a delete no hook saw; a change queued before
+    revision 0007)."""
+
+    def __init__(self, session: Session, org_id: str, mapping: Mapping) -> None:
+        self.index, stored = load_group_index(session, org_id, mapping)
+        current = _current_digests(self.index)
+        self.changed = {g for g, v in current.items() if stored.get(g) != v}
+        self.digests = {g: current[g] for g in self.changed}
+        self.gone = {g: stored[g][1] for g in set(stored) - set(current)}
+        self.desired = desire_groups(self.index)
+        self.reach = None
+        self.session, self.org_id = session, org_id
+
+    def load_state(self, state: OrgState) -> None:
+        load_group_layer(self.session, self.org_id, state)
+
+    def cover(self, state: OrgState, desired: list[DesiredMember]) -> dict[str, DesiredGroup]:
+        return self.desired
+
+
+class _ReachedGraph:
+    """Only what the change reaches: the groups it names, compared with their stored digests;
+    the groups of the users it reconciles (those below a changed group among them); each with
+    every group above it; and the org groups an `OrgGroupScope` finds for them."""
+
+    def __init__(self, session: Session, org_id: str, mapping: Mapping, group_ids: set[str]):
+        graph = GroupGraph(session, org_id, mapping)
+        graph.reach(group_ids)
+        # The groups below a changed one keep their digests (their own parents did not move);
+        # their users are reconciled all the same (`users_below`).
+        changed = graph.changed(group_ids)
+        self.index = graph.index
+        self.changed = changed
+        self.digests = {g: graph.digest(g) for g in changed}
+        deleted = set(group_ids) - set(graph.index.groups)
+        self.gone = stored_targets(session, deleted)
+        self.scope = OrgGroupScope(session, org_id, graph, changed, self.gone)
+        self.reach = graph.reach
+        self.session, self.org_id = session, org_id
+
+    def load_state(self, state: OrgState) -> None:
+        load_group_layer(self.session, self.org_id, state, whole=False)
+
+    def cover(self, state: OrgState, desired: list[DesiredMember]) -> dict[str, DesiredGroup]:
+        return self.scope.cover(state, desired)
+
+
 def reconcile_delta(session: Session, org: Organization, delta: DirectoryDelta) -> Plan:
     """Only the users and members `delta` reaches, plus every user below a directory group whose
     meaning (org group, scope, role, nesting) changed since the last reconcile."""
     mapping = org_mapping(session, org.id)
     settings = OrgSettings.of(org)
-    index, stored = load_group_index(session, org.id, mapping)
-    desired_groups = desire_groups(index)
-    current = _current_digests(index)
-    changed_groups = {g for g, v in current.items() if stored.get(g) != v}
-    gone = set(stored) - set(current)
-
+    graph: _WholeGraph | _ReachedGraph = (
+        _WholeGraph(session, org.id, mapping)
+        if delta.group_ids is None
+        else _ReachedGraph(session, org.id, mapping, delta.group_ids)
+    )
     state = OrgState()
-    load_group_layer(session, org.id, state)
+    graph.load_state(state)
     user_ids = set(delta.user_ids) | delta.users_below_deleted
-    user_ids |= users_below(session, index, changed_groups)
+    user_ids |= users_below(session, org.id, graph.changed)
     member_ids = set(delta.orphaned_member_ids)
     # A deleted group that no hook reported (a bulk delete): its org group's members.
-    for gid in gone:
-        target = stored[gid][1]
-        group = next(
-            (g for g in state.groups.values() if target and g.name.lower() == target.lower()), None
-        )
-        if group is not None:
-            member_ids |= set(
-                session.scalars(
-                    select(MemberGroup.member_id).where(MemberGroup.group_id == group.id)
-                )
+    for target in {t.lower() for t in graph.gone.values() if t}:
+        member_ids |= set(
+            session.scalars(
+                select(MemberGroup.member_id)
+                .join(Group, Group.id == MemberGroup.group_id)
+                .where(Group.org_id == org.id, Group.name_lower == target)
             )
+        )
     orphans = set(delta.orphaned_member_ids)
     desired: list[DesiredMember] = []
     seen_users: set[str] = set()
@@ -452,9 +512,10 @@ def reconcile_delta(session: Session, org: Organization, delta: DirectoryDelta) 
             for m in state.members.values()
             if m.id in member_ids and m.directory_user_id
         }
-        desired += desire_users(session, org.id, index, user_ids - seen_users)
+        desired += desire_users(session, org.id, graph.index, user_ids - seen_users, graph.reach)
         seen_users |= user_ids
         load_members_for(session, org.id, state, desired, set())
+        desired_groups = graph.cover(state, desired)
         groups = diff_groups(desired_groups, state)
         members = diff_members(
             desired,
@@ -478,8 +539,8 @@ def reconcile_delta(session: Session, org: Organization, delta: DirectoryDelta) 
         user_ids |= claimers(session, org.id, members.freed_emails, members.freed_external_ids)
         if user_ids <= seen_users and member_ids <= set(state.members):
             break
-    plan.group_digests = {g: current[g] for g in changed_groups}
-    plan.gone_group_ids = gone
+    plan.group_digests = graph.digests
+    plan.gone_group_ids = set(graph.gone)
     return plan
 
 

@@ -7,6 +7,7 @@ in the `org_mappings` table, one row per organization; no row means the defaults
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -78,12 +79,17 @@ def mapping_text(session: Session, org_id: str) -> str | None:
     return session.scalar(select(OrgMapping.text).where(OrgMapping.org_id == org_id))
 
 
+# Every write reads its organization's mapping; parsing the YAML cost more than the rest of a
+# write with twenty rules. Keyed by the text, so a new mapping is parsed once, in every process.
+_parsed_mapping = functools.lru_cache(maxsize=1024)(parse_mapping)
+
+
 def org_mapping(session: Session, org_id: str) -> Mapping:
     text = mapping_text(session, org_id)
     if text is None:
         return Mapping()
     try:
-        return parse_mapping(text)
+        return _parsed_mapping(text)
     except MappingError as exc:  # stored mappings were checked; a newer rule may reject one
         raise InvalidInput(f"the stored mapping no longer loads: {exc}") from None
 

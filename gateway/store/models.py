@@ -370,6 +370,9 @@ class PendingChange(Base):
     user_ids: Mapped[list] = mapped_column(JsonDoc, default=list)
     orphaned_member_ids: Mapped[list] = mapped_column(JsonDoc, default=list)
     users_below_deleted: Mapped[list] = mapped_column(JsonDoc, default=list)
+    # Directory groups the write touched, deleted or left without a parent; None: compare every
+    # group of the organization (rows queued before revision 0007).
+    group_ids: Mapped[list | None] = mapped_column(JsonDoc)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -498,16 +501,22 @@ class ProvisionedGroup(Base):
 
 class DirectoryGroupDigest(Base):
     """What the rules made of each directory group at the last reconcile (its org group, scope
-    and role and the groups above it). The incremental reconcile compares it with today's to
-    know when a group change reaches every user below the group and when only the listed ones.
+    and role and the groups directly above it). The incremental reconcile compares it with
+    today's to know when a group change reaches every user below the group and when only the
+    listed ones.
     No foreign key: the row outlives its group so a deletion can still be traced."""
 
     __tablename__ = "directory_group_digests"
-    __table_args__ = (Index("ix_directory_group_digests_org", "org_id"),)
+    __table_args__ = (
+        Index("ix_directory_group_digests_org", "org_id"),
+        Index("ix_directory_group_digests_target", "org_id", "target_lower"),
+    )
     directory_group_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     digest: Mapped[str] = mapped_column(Text)
     target: Mapped[str | None] = mapped_column(String(400))
+    # The org group's key (lower-cased in Python): which directory groups feed one org group.
+    target_lower: Mapped[str | None] = mapped_column(String(400))
 
 
 HELD_STATUSES = ("pending", "approved", "dropped")
