@@ -210,7 +210,7 @@ def _create_demo_org(ctx: CliContext) -> None:
         token_line = f"  Bearer token:  in {path} (readable only by this user)"
     click.echo(
         "Created the demo organization. Its SCIM settings:\n"
-        f"  Organization:  {name} (scimgate commands take --org {name})\n"
+        f"  Organization:  {name} (for the CLI: --org {name})\n"
         f"  SCIM base URL: {base}\n"
         f"{token_line}\n"
     )

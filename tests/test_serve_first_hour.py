@@ -114,7 +114,7 @@ def test_serve_bind_option_is_the_url_printed_and_answered(invited: Invited) -> 
 
 
 def test_serve_names_the_demo_organization_beside_its_settings(invited: Invited) -> None:
-    assert re.search(r"Organization:\s+Demo \(scimgate commands take --org Demo\)", invited.banner)
+    assert re.search(r"Organization:\s+Demo \(for the CLI: --org Demo\)", invited.banner)
 
 
 def test_serve_writes_the_demo_token_to_a_private_file_when_not_on_a_terminal(
