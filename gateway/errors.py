@@ -31,6 +31,11 @@ class SeatLimitReached(GatewayError):
     pass
 
 
+class Misconfigured(GatewayError):
+    """What the operator stored cannot be used (a mapping a newer release refuses): the server's
+    to fix, not the request's, so the HTTP edge answers 500 and an IdP retries later."""
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """The database could not be reached or stopped answering (refused or dropped connection,
     restart, failover, too many connections, statement timeout, SQLite still locked): the

@@ -29,6 +29,7 @@ from gateway.errors import (
     GatewayError,
     InvalidInput,
     InvalidTransition,
+    Misconfigured,
     NotFound,
     SeatLimitReached,
     Unauthorized,
@@ -67,6 +68,8 @@ FAMILIES: tuple[tuple[type[Exception], Family], ...] = (
     (SyncFailed, Family(502, "sync_failed")),
     # Stored with another GATEWAY_SECRET_KEY: the operator's to fix.
     (SecretUnreadable, Family(500, "server_misconfigured")),
+    # A stored mapping this release refuses: the operator's to fix; IdPs retry a 5xx.
+    (Misconfigured, Family(500, "server_misconfigured")),
     (InvalidInput, Family(400, "invalid_input", "invalidValue")),
 )
 _DEFAULT = Family(400, "invalid_input", "invalidValue")

@@ -36,7 +36,9 @@ def _api_key(database) -> str:
         return issue_api_key(session, admin.id, description="tests").secret
 
 
-def test_a_stored_mapping_that_no_longer_loads_answers_a_scim_error_not_500(scim, database):
+def test_a_stored_mapping_that_no_longer_loads_answers_a_server_scim_error(scim, database):
+    """The operator's stored mapping is at fault, not the IdP's request: a SCIM 500 naming what
+    to fix (so the IdP retries once the mapping is fixed), and the user is not half-written."""
     with database.transaction() as session:
         # A key an older release accepted and this one refuses.
         session.add(
@@ -48,12 +50,13 @@ def test_a_stored_mapping_that_no_longer_loads_answers_a_scim_error_not_500(scim
             )
         )
     response = scim.post("/Users", json={"schemas": [USER], "userName": "ann@acme.example"})
-    assert response.status_code == 400
+    assert response.status_code == 500
     assert response.content_type == "application/scim+json"
     body = response.json
     assert body["schemas"] == [SCIM_ERROR]
-    assert body["scimType"] == "invalidValue"
+    assert "scimType" not in body
     assert "stored mapping no longer loads" in body["detail"]
+    assert "scimgate mapping check" in body["detail"]
     assert "retired_option" in body["detail"]
     with database.read() as session:  # nothing half-written
         assert session.scalar(select(OrgMapping.org_id)) == scim.org_id

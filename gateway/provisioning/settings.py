@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.errors import InvalidInput
+from gateway.errors import InvalidInput, Misconfigured
 from gateway.scim.errors import ScimError
 from gateway.scim.filter import compile_filter
 from gateway.scim.schema import USER_TYPE
@@ -91,7 +91,9 @@ def org_mapping(session: Session, org_id: str) -> Mapping:
     try:
         return _parsed_mapping(text)
     except MappingError as exc:  # stored mappings were checked; a newer rule may reject one
-        raise InvalidInput(f"the stored mapping no longer loads: {exc}") from None
+        raise Misconfigured(
+            f"the stored mapping no longer loads: {exc}; check it with `scimgate mapping check`"
+        ) from None
 
 
 def store_mapping(session: Session, org_id: str, text: str, actor: str) -> None:
