@@ -226,3 +226,13 @@ def new_org(database: Database):
 def scim(client, database: Database) -> ScimClient:
     org_id, token = make_org(database)
     return ScimClient(client, org_id, token)
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+    from test_lifecycle_servers import MailServer
+
+    server = MailServer().start()
+    yield server
+    server.stop()

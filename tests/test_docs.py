@@ -378,7 +378,12 @@ def test_the_quick_tour_works_as_written_on_a_fresh_data_dir(tmp_path: Path) -> 
             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         }
         done = subprocess.run(
-            ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=300
+            ["bash", "-c", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            errors="replace",  # a bad byte fails the assertions below, with the output shown
+            timeout=300,
         )
     finally:
         server.stop()

@@ -10,20 +10,13 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
-from test_lifecycle_servers import MailServer, body, cli, make_config, make_due, work
+from test_lifecycle_servers import body, cli, make_config, make_due, work
 from test_provisioning_rules import create_user
 
 from gateway.lifecycle.invitations import invitation_token, resend_expired
 from gateway.outbox.queue import claim
 from gateway.provisioning.settings import update_settings
 from gateway.store.models import Event, Member, Organization, OutboxMessage, utcnow
-
-
-@pytest.fixture
-def smtp():
-    server = MailServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

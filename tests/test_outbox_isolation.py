@@ -30,13 +30,6 @@ ALLOW_LOOPBACK = {"GATEWAY_WEBHOOK_ALLOW_PRIVATE": "127.0.0.1/32"}
 
 
 @pytest.fixture
-def smtp():
-    server = MailServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def healthy_receiver():
     server = Receiver().start()
     yield server

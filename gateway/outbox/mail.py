@@ -9,6 +9,7 @@ user-given text for headers. Does not: build the messages (their handlers do) no
 from __future__ import annotations
 
 import logging
+import os
 import re
 import smtplib
 import socket
@@ -104,6 +105,10 @@ def _drop(config: Config, message: EmailMessage) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     name = message["Message-ID"].strip("<>").replace("@", "_").replace("/", "_") + ".eml"
     path = Path(folder / name)
-    path.write_bytes(bytes(message))
+    # Written under another name and renamed: whoever lists the folder (a reader following the
+    # README, a test, a script) never sees half a mail, now that several deliveries run at once.
+    partial = path.with_name(f".{name}.partial")
+    partial.write_bytes(bytes(message))
+    os.replace(partial, path)
     log.info("no SMTP server configured (GATEWAY_SMTP_HOST): wrote the mail to %s", path)
     return str(path)
