@@ -52,9 +52,7 @@ def test_scim_deactivations_beyond_the_guard_within_an_hour_are_held(scim, datab
             ("member.revoke", "user05@acme.com", "pending"),
             ("member.revoke", "user06@acme.com", "pending"),
         ]
-        reason = session.scalar(
-            select(Event.detail).where(Event.type == "provisioning.deprovisioning_held")
-        )["reason"]
+        reason = session.scalar(select(Event.detail).where(Event.type == "guard.held"))["reason"]
         assert "within an hour exceed both 5 and 10% of 20 members" in reason
     # Held changes are not planned again, nor held twice.
     plan = full_plan(database, scim.org_id)
@@ -86,14 +84,16 @@ def test_reactivating_a_user_drops_their_held_revoke(scim, database):
     assert not full_plan(database, scim.org_id).skipped
 
 
-def test_one_full_plan_beyond_the_guard_holds_the_excess(scim, database, tmp_path):
+def test_one_full_plan_beyond_the_guard_holds_all_its_deprovisionings(scim, database, tmp_path):
     staff = create_group(scim, "Staff")
     for i in range(30):
         create_user(scim, f"user{i:02}@acme.com")
     outcome = apply_mapping(database, scim.org_id, "scope: {groups: [Staff]}\n")
     assert len(outcome.plan.deprovisionings) == 30
-    assert len(outcome.applied.held) == 25  # max(5, 10% of 30) go now
-    assert list(statuses(database, scim.org_id).values()).count("revoked") == 5
+    # Over max(5, 10% of 30): every one is held, none goes now (a bad read must cost nobody).
+    assert len(outcome.applied.held) == 30
+    assert "all 30 of this plan held" in outcome.applied.hold_reason
+    assert "revoked" not in statuses(database, scim.org_id).values()
     assert staff
     # Changing the guard setting does not release anything held: an admin decides.
     configure(database, scim.org_id, guard_count=100)

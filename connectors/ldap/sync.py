@@ -64,6 +64,8 @@ class SyncResult:
     run_id: int | None = None
     cursor: dict = field(default_factory=dict)
     plan: object | None = None  # the engine's Plan, when it offers a dry run
+    held: int = 0  # deprovisionings the guard held instead of applying
+    hold_reason: str | None = None
 
 
 # --- choosing full or delta -------------------------------------------------------------------
@@ -351,6 +353,7 @@ def _write(
                 counts["first_warnings"] = summary.warnings[:20]
             read.release()
             plan = None
+            held, hold_reason = 0, None
             if dry_run:
                 planner = _engine_plan()
                 if planner is not None:
@@ -359,7 +362,17 @@ def _write(
                     plan = planner(session, org_id)[1]
                 session.rollback()
             else:
-                directory_changed(session, change)
+                applied = directory_changed(session, change)
+                if applied is not None and applied.held:
+                    held, hold_reason = len(applied.held), applied.hold_reason
+                    counts["held"] = held
+                    counts["hold_reason"] = hold_reason
+                    log.warning(
+                        "LDAP connector %s: %d deprovisioning(s) held by the guard: %s",
+                        cfg.name,
+                        held,
+                        hold_reason,
+                    )
                 session.execute(
                     update(SyncRun)
                     .where(SyncRun.id == run_id)
@@ -375,4 +388,16 @@ def _write(
         except BaseException:
             session.rollback()
             raise
-    return SyncResult(cfg.name, kind, dry_run, summary, change, counts, run_id, next_cursor, plan)
+    return SyncResult(
+        cfg.name,
+        kind,
+        dry_run,
+        summary,
+        change,
+        counts,
+        run_id,
+        next_cursor,
+        plan,
+        held,
+        hold_reason,
+    )

@@ -5,6 +5,7 @@ Register on the main command with `register(main)` (see gateway/cli.py).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -19,6 +20,7 @@ from gateway.cli_context import (
 )
 from gateway.errors import InvalidInput
 from gateway.events import record_event
+from gateway.provisioning.guard import EXIT_HELD, held_notice
 from gateway.provisioning.plan import Plan
 from mappings import MappingError, dump_mapping
 from mappings.schema import DEFAULT_TEXT
@@ -145,18 +147,17 @@ def mapping_set(ctx: CliContext, org_key: str, file: str, apply_now: bool, as_js
         applied=apply_now,
         extra={"held": [h.id for h in held]} if as_json else None,
     )
-    if as_json:
-        return
-    if not apply_now:
+    if not as_json and not apply_now:
         click.echo(
             "Dry run: nothing changed. Run again with --apply to store the mapping and apply."
         )
-    else:
+    elif not as_json:
         click.echo("Stored the mapping and applied the Plan.")
         if held:
-            click.echo(
-                f"{len(held)} deprovisionings held for approval: scimgate held --org {org_key}"
-            )
+            assert outcome.applied is not None
+            click.echo(held_notice(len(held), outcome.applied.hold_reason, org_key), err=True)
+    if held:
+        sys.exit(EXIT_HELD)
 
 
 @mapping.command("settings")
@@ -225,7 +226,10 @@ def mapping_settings(
 @pass_ctx
 @handle_errors
 def plan(ctx: CliContext, org_key: str, apply_now: bool, as_json: bool) -> None:
-    """Full reconcile: what the organization should change to match its directory and mapping."""
+    """Full reconcile: what the organization should change to match its directory and mapping.
+
+    With --apply, exit status 3 when the deprovisioning guard held changes (none of them was
+    applied; review them with `scimgate held --org ORG`)."""
     from gateway.provisioning.apply import apply
     from gateway.provisioning.engine import plan_org
 
@@ -242,7 +246,9 @@ def plan(ctx: CliContext, org_key: str, apply_now: bool, as_json: bool) -> None:
     if result and not as_json:
         click.echo(f"Applied {result.applied} changes.")
         if result.held:
-            click.echo(f"{len(result.held)} held: {result.hold_reason}")
+            click.echo(held_notice(len(result.held), result.hold_reason, org_key), err=True)
+    if result and result.held:
+        sys.exit(EXIT_HELD)
 
 
 # --- held changes -------------------------------------------------------------------------------

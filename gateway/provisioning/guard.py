@@ -1,6 +1,10 @@
 """The mass-deprovisioning guard: when a Plan (or, for SCIM, the last hour) revokes or removes more
-members than both `guard_count` and `guard_share` of the organization allow, the excess is held:
-the members stay as they are, an event says why, and an admin approves or drops each held change.
+members than both `guard_count` and `guard_share` of the organization allow, every deprovisioning
+of that Plan is held, not only the excess: a read that lost half the directory looks exactly like
+a Plan over the threshold, and which of its revocations are real cannot be told from inside it
+(the IdPs' own accidental-deletion thresholds stop the whole cycle the same way). The members
+stay as they are, a `guard.held` event (and its webhook) says why, and an admin approves or drops
+the held changes.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from gateway.store.models import Event, HeldChange, Member, Organization, utcnow
 
 WINDOW = timedelta(hours=1)
 DEPROVISION_EVENTS = ("member.revoked", "member.removed")
+HELD_EVENT = "guard.held"
+# Exit status of a command that applied a Plan but had deprovisionings held (`sync run`,
+# `plan --apply`, `mapping set --apply`): a scheduler tells it from success (0) and failure (1).
+EXIT_HELD = 3
 
 
 @dataclass(frozen=True)
@@ -70,9 +78,10 @@ def judge(
     scope = "within an hour" if window else "in one plan"
     reason = (
         f"{total} deprovisionings {scope} exceed both {settings.guard_count} and "
-        f"{settings.guard_share:.0%} of {base} members; {len(wanted) - room} held for approval"
+        f"{settings.guard_share:.0%} of {base} members; all {len(wanted)} of this plan "
+        "held for approval"
     )
-    return GuardVerdict(list(wanted[:room]), list(wanted[room:]), reason)
+    return GuardVerdict([], list(wanted), reason)
 
 
 def hold(
@@ -93,20 +102,36 @@ def hold(
     ]
     session.add_all(rows)
     session.flush()
+    counts: dict[str, int] = {}
+    for c in changes:
+        counts[c.kind] = counts.get(c.kind, 0) + 1
     record_event(
         session,
         org_id=org.id,
         actor=actor,
-        type="provisioning.deprovisioning_held",
+        type=HELD_EVENT,
         target_type="organization",
         target_id=org.id,
         detail={
             "reason": reason,
+            "held_count": len(rows),
+            "counts": counts,
             "held": [r.id for r in rows],
             "members": [c.email for c in changes],  # type: ignore[attr-defined]
+            "review": f"scimgate held --org {org.name}",
         },
     )
     return rows
+
+
+def held_notice(held: int, reason: str | None, org_key: str) -> str:
+    """What a command prints when the guard held part of what it applied."""
+    return (
+        f"HELD {held} deprovisioning(s) for approval; none of them was applied. {reason}.\n"
+        f"  Review them: scimgate held --org {org_key}\n"
+        "  Approve one: scimgate held approve ID   (drop one: scimgate held drop ID)\n"
+        "  If the directory read was wrong, fix it and sync again: the holds are dropped."
+    )
 
 
 def list_held(session: Session, org_id: str, *, include_decided: bool = False) -> list[HeldChange]:

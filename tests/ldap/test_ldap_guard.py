@@ -1,0 +1,136 @@
+"""The deprovisioning guard against a real slapd: a read that silently returns half the
+directory (users moved out of the search base, as a broken read ACL does) revokes nobody; the
+whole Plan's deprovisionings are held, `sync run` says so and exits 3, a `guard.held` event and
+its webhook are written; fixing the read releases the holds, and an approved hold is restored."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from conftest import configure, openldap_connector
+from sqlalchemy import select
+
+from connectors.ldap.cli import sync
+from gateway.provisioning.cli import held, plan
+from gateway.store.models import Event, HeldChange, Member, OutboxMessage, WebhookEndpoint
+
+MAPPING = """
+collections:
+  - {group: engineering, collections: [Source code], permission: edit}
+  - {group: sales, collections: [Customers], permission: view}
+"""
+
+
+@pytest.fixture
+def cli_env(database, tmp_path, monkeypatch):
+    """Both databases: the guard's counting and holding are SQL."""
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", database.url)
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GATEWAY_SECRET_KEY", "test-secret-key-0123456789")
+    return database
+
+
+def invoke(group, *args: str):
+    return CliRunner().invoke(group, list(args), catch_exceptions=False)
+
+
+def statuses(db, org_id: str) -> dict[str, str]:
+    with db.read() as session:
+        return {
+            m.email_lower: m.status
+            for m in session.scalars(select(Member).where(Member.org_id == org_id))
+        }
+
+
+def story(db, slapd, openldap, n: int = 40):
+    """`n` users in two groups mapped to collections, synced once; returns (org id, user DNs)."""
+    from gateway.provisioning.engine import set_mapping
+    from gateway.store.models import Organization
+
+    people, groups = f"ou=people,{openldap.base}", f"ou=groups,{openldap.base}"
+    openldap.ou("elsewhere")
+    dns = [openldap.user(f"user{i:02}", people) for i in range(n)]
+    openldap.group("engineering", groups, dns[: n // 2])
+    openldap.group("sales", groups, dns[n // 2 :])
+    org_id = configure(db, {"main": openldap_connector(slapd, openldap.base)})
+    with db.transaction() as session:
+        org = session.get(Organization, org_id)
+        set_mapping(session, org, MAPPING, "admin:test", apply_now=True)
+        session.add(
+            WebhookEndpoint(
+                org_id=org_id,
+                url="https://hooks.example.org/scimgate",
+                secret_encrypted="not read by this test",
+                events=["guard.*"],
+                created_by="admin:test",
+            )
+        )
+    first = invoke(sync, "run", "--org", "Acme", "--full")
+    assert first.exit_code == 0, first.output
+    assert list(statuses(db, org_id).values()).count("invited") == n
+    return org_id, dns
+
+
+def hide(openldap, dns: list[str]) -> list[str]:
+    """Move entries out of the user search base: the read returns fewer entries, no error."""
+    return [openldap.rename(dn, dn.split(",", 1)[0], f"ou=elsewhere,{openldap.base}") for dn in dns]
+
+
+def unhide(openldap, dns: list[str]) -> None:
+    for dn in dns:
+        openldap.rename(dn, dn.split(",", 1)[0], f"ou=people,{openldap.base}")
+
+
+def test_a_read_that_loses_half_the_directory_revokes_nobody(cli_env, slapd, openldap):
+    db = cli_env
+    org_id, dns = story(db, slapd, openldap)
+    moved = hide(openldap, dns[::2])  # 20 of 40, half of each group
+
+    result = invoke(sync, "run", "--org", "Acme", "--full")
+    assert result.exit_code == 3, result.output
+    assert "HELD 20 deprovisioning(s)" in result.output
+    assert "scimgate held --org Acme" in result.output
+    assert "revoked" not in statuses(db, org_id).values()
+    with db.read() as session:
+        rows = session.scalars(select(HeldChange).where(HeldChange.org_id == org_id)).all()
+        assert len(rows) == 20 and {r.status for r in rows} == {"pending"}
+        event = session.scalars(select(Event).where(Event.type == "guard.held")).one()
+        assert event.detail["held_count"] == 20
+        assert event.detail["counts"] == {"member.revoke": 20}
+        assert "in one plan exceed both 5 and 10% of 40 members" in event.detail["reason"]
+        hooks = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "webhook")).all()
+        assert [h.payload["event"]["type"] for h in hooks] == ["guard.held"]
+    # The history and a second run say the same; the second run holds nothing new.
+    history = json.loads(invoke(sync, "history", "--org", "Acme", "--json").output)
+    assert history[0]["counts"]["held"] == 20
+    again = invoke(sync, "run", "--org", "Acme", "--full")
+    assert again.exit_code == 0, again.output
+    assert "revoked" not in statuses(db, org_id).values()
+
+    # An admin approves one hold: that member is revoked, the others stay held.
+    listing = json.loads(invoke(held, "--org", "Acme", "--json").output)
+    assert len(listing) == 20
+    approved = invoke(held, "approve", str(listing[0]["id"]))
+    assert approved.exit_code == 0, approved.output
+    assert list(statuses(db, org_id).values()).count("revoked") == 1
+
+    # The read is fixed: the holds are released, nobody else is revoked, the approved one is
+    # restored.
+    unhide(openldap, moved)
+    fixed = invoke(sync, "run", "--org", "Acme", "--full")
+    assert fixed.exit_code == 0, fixed.output
+    assert set(statuses(db, org_id).values()) == {"invited"}
+    with db.read() as session:
+        left = session.scalars(
+            select(HeldChange).where(HeldChange.org_id == org_id, HeldChange.status == "pending")
+        ).all()
+        assert left == []
+    assert invoke(held, "--org", "Acme").output.strip() == "Nothing held."
+    assert invoke(plan, "--org", "Acme").exit_code == 0
+
+
+def test_sync_run_help_documents_the_held_exit_status():
+    result = invoke(sync, "run", "--help")
+    assert "3 the guard held" in result.output
