@@ -13,6 +13,7 @@ from conftest import configure, openldap_connector
 from sqlalchemy import select
 
 from connectors.ldap.cli import sync
+from gateway.admin.cli import doctor
 from gateway.provisioning.cli import held, plan
 from gateway.store.models import Event, HeldChange, Member, OutboxMessage, WebhookEndpoint
 
@@ -102,6 +103,10 @@ def test_a_read_that_loses_half_the_directory_revokes_nobody(cli_env, slapd, ope
         assert "in one plan exceed both 5 and 10% of 40 members" in event.detail["reason"]
         hooks = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "webhook")).all()
         assert [h.payload["event"]["type"] for h in hooks] == ["guard.held"]
+    assert (
+        "warn  held changes (Acme): 20 deprovisioning(s) held by the guard: review them with "
+        "`scimgate held --org Acme`" in invoke(doctor).output
+    )
     # The history and a second run say the same; the second run holds nothing new.
     history = json.loads(invoke(sync, "history", "--org", "Acme", "--json").output)
     assert history[0]["counts"]["held"] == 20
@@ -128,6 +133,7 @@ def test_a_read_that_loses_half_the_directory_revokes_nobody(cli_env, slapd, ope
         ).all()
         assert left == []
     assert invoke(held, "--org", "Acme").output.strip() == "Nothing held."
+    assert "ok    held changes: no deprovisioning is waiting" in invoke(doctor).output
     assert invoke(plan, "--org", "Acme").exit_code == 0
 
 
