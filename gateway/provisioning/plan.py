@@ -114,18 +114,22 @@ class UpdateMember(Change):
         }
 
 
+RESTORE_REASON = "the directory lists this user again"
+
+
 @dataclass(frozen=True)
 class RestoreMember(Change):
     KIND: ClassVar[str] = "member.restore"
     PHASE: ClassVar[int] = 4
     member_id: str
     email: str
+    reason: str = RESTORE_REASON
 
     def target(self) -> str:
         return f"member {self.email}"
 
     def detail(self) -> str:
-        return "back to the status before the revoke"
+        return f"{self.reason}: back to the status before the revoke"
 
 
 @dataclass(frozen=True)

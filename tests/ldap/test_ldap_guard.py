@@ -140,3 +140,33 @@ def test_a_read_that_loses_half_the_directory_revokes_nobody(cli_env, slapd, ope
 def test_sync_run_help_documents_the_held_exit_status():
     result = invoke(sync, "run", "--help")
     assert "3 the guard held" in result.output
+
+
+def test_a_confirmed_member_restored_after_the_read_is_fixed_comes_back_confirmed(
+    cli_env, slapd, openldap
+):
+    from sqlalchemy import update
+
+    db = cli_env
+    org_id, dns = story(db, slapd, openldap, n=20)
+    with db.transaction() as session:
+        # They accepted their invitations and an admin confirmed them.
+        session.execute(update(Member).where(Member.org_id == org_id).values(status="confirmed"))
+    moved = hide(openldap, dns[:10])
+    assert invoke(sync, "run", "--org", "Acme", "--full").exit_code == 3
+    for row in json.loads(invoke(held, "--org", "Acme", "--json").output)[:4]:
+        assert invoke(held, "approve", str(row["id"])).exit_code == 0
+    assert list(statuses(db, org_id).values()).count("revoked") == 4
+
+    unhide(openldap, moved)
+    # The default run (a delta: the moved entries changed) sees them again.
+    fixed = invoke(sync, "run", "--org", "Acme")
+    assert fixed.exit_code == 0, fixed.output
+    assert "delta sync" in fixed.output
+    assert set(statuses(db, org_id).values()) == {"confirmed"}
+    with db.read() as session:
+        restored = session.scalars(select(Event).where(Event.type == "member.restored")).all()
+        assert len(restored) == 4
+        for event in restored:
+            assert event.detail["status"] == "confirmed"
+            assert event.detail["reason"] == "the directory lists this user again"
