@@ -9,12 +9,15 @@ import click
 from click.testing import CliRunner
 from sqlalchemy import select
 from test_provisioning_rules import (
+    add_members,
     apply_mapping,
     configure,
     create_group,
     create_user,
     full_plan,
     members,
+    patch,
+    remove_member,
     set_active,
 )
 
@@ -107,3 +110,41 @@ def test_guard_allows_a_share_of_a_large_organization(scim, database):
         set_active(scim, user_id, False)
     # 3 of 12 (25%) may go within the hour; the fourth is held.
     assert list(statuses(database, scim.org_id).values()).count("revoked") == 3
+
+
+def test_scim_push_emptying_a_group_with_collection_access_is_held(scim, database, tmp_path):
+    ids = [create_user(scim, f"user{i:02}@acme.com") for i in range(10)]
+    finance = create_group(scim, "Finance", *ids[:8])
+    chat = create_group(scim, "Chat", *ids[:8])
+    apply_mapping(
+        database,
+        scim.org_id,
+        "collections:\n  - {group: Finance, collections: [Ledger], permission: edit}\n",
+    )
+    # One leaver is an ordinary change: applied.
+    remove_member(scim, finance, ids[7])
+    assert "Finance" not in members(database, scim.org_id)["user07@acme.com"]["groups"]
+    # A push that empties the group (7 of 7, over max(3, 50%)) takes nobody's access...
+    patch(scim, f"/Groups/{finance}", {"op": "replace", "path": "members", "value": []})
+    found = members(database, scim.org_id)
+    assert all("Finance" in found[f"user{i:02}@acme.com"]["groups"] for i in range(7))
+    with database.read() as session:
+        held = session.scalars(select(HeldChange).order_by(HeldChange.id)).all()
+        assert {(h.kind, h.change["group"]) for h in held} == {("group.remove_member", "Finance")}
+        assert len(held) == 7
+        event = session.scalars(select(Event).where(Event.type == "guard.held")).one()
+        assert "Finance loses 7 of 7 members" in event.detail["reason"]
+    # ... while emptying a group that grants no collection is not guarded.
+    patch(scim, f"/Groups/{chat}", {"op": "replace", "path": "members", "value": []})
+    assert not any("Chat" in m["groups"] for m in members(database, scim.org_id).values())
+
+    run = cli_runner(database, tmp_path)
+    listing = json.loads(run("held", "--org", scim.org_id, "--json").output)
+    assert len(listing) == 7
+    assert run("held", "approve", str(listing[0]["id"])).exit_code == 0
+    found = members(database, scim.org_id)
+    assert sum("Finance" in m["groups"] for m in found.values()) == 6
+    # The IdP puts the members back: the remaining holds are no longer wanted.
+    add_members(scim, finance, *ids[:7])
+    assert sum("Finance" in m["groups"] for m in members(database, scim.org_id).values()) == 7
+    assert run("held", "--org", scim.org_id).output.strip() == "Nothing held."

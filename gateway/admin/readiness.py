@@ -210,7 +210,7 @@ def check_tokens(db: Database, config: Config) -> list[Check]:
 
 
 def check_held(db: Database, config: Config) -> list[Check]:
-    """Held deprovisionings are a decision nobody has made yet: a warning per organization."""
+    """Held changes are a decision nobody has made yet: a warning per organization."""
     with db.read() as session:
         rows = session.execute(
             select(Organization.name, func.count(HeldChange.id))
@@ -220,12 +220,12 @@ def check_held(db: Database, config: Config) -> list[Check]:
             .order_by(Organization.name)
         ).all()
     if not rows:
-        return [Check("held changes", OK, "no deprovisioning is waiting for approval")]
+        return [Check("held changes", OK, "no held change is waiting for approval")]
     return [
         Check(
             f"held changes ({name})",
             WARN,
-            f"{n} deprovisioning(s) held by the guard: review them with "
+            f"{n} change(s) held by the guard: review them with "
             f"`scimgate held --org {shlex.quote(name)}` and approve or drop each",
         )
         for name, n in rows

@@ -4,7 +4,8 @@ of that Plan is held, not only the excess: a read that lost half the directory l
 a Plan over the threshold, and which of its revocations are real cannot be told from inside it
 (the IdPs' own accidental-deletion thresholds stop the whole cycle the same way). The members
 stay as they are, a `guard.held` event (and its webhook) says why, and an admin approves or drops
-the held changes.
+the held changes. Group removals that take collection access away are guarded the same way (per
+group and per Plan): a read that empties groups costs nobody their access.
 """
 
 from __future__ import annotations
@@ -18,9 +19,18 @@ from sqlalchemy.orm import Session
 
 from gateway.errors import Conflict, NotFound
 from gateway.events import record_event
-from gateway.provisioning.plan import DEPROVISIONING, Change, Plan, change_from_json
+from gateway.provisioning.plan import HOLDABLE, Change, Plan, RemoveMembership, change_from_json
 from gateway.provisioning.settings import OrgSettings
-from gateway.store.models import Event, HeldChange, Member, Organization, utcnow
+from gateway.store.models import (
+    Event,
+    Group,
+    GroupCollectionAccess,
+    HeldChange,
+    Member,
+    MemberGroup,
+    Organization,
+    utcnow,
+)
 
 WINDOW = timedelta(hours=1)
 DEPROVISION_EVENTS = ("member.revoked", "member.removed")
@@ -40,11 +50,96 @@ class GuardVerdict:
 def judge(
     session: Session, org: Organization, plan: Plan, actor: str, *, window: bool
 ) -> GuardVerdict:
-    """Split the Plan's deprovisionings into those that may go now and those to hold."""
+    """What of the Plan to hold: all its deprovisionings when they exceed the guard, and all its
+    group removals that take collection access away when those exceed theirs."""
+    settings = OrgSettings.of(org)
+    people = _judge_deprovisionings(session, org, plan, actor, settings, window=window)
+    access = _judge_access_removals(session, org, plan, settings)
+    reasons = [v.reason for v in (people, access) if v.reason]
+    return GuardVerdict(
+        people.allowed + access.allowed,
+        people.held + access.held,
+        "; ".join(reasons) if reasons else None,
+    )
+
+
+def _judge_access_removals(
+    session: Session, org: Organization, plan: Plan, settings: OrgSettings
+) -> GuardVerdict:
+    """Per group: more than `guard_group_count` and `guard_group_share` of its members; per
+    Plan: more than `guard_membership_count` and `guard_membership_share` of the memberships
+    that grant access. A read glitch that empties groups is held, not applied."""
+    removals = plan.of_kind(RemoveMembership)
+    if len(removals) <= min(settings.guard_group_count, settings.guard_membership_count):
+        return GuardVerdict([], [], None)  # nothing can exceed: no query on every SCIM write
+    granting = (
+        select(GroupCollectionAccess.group_id)
+        .join(Group, Group.id == GroupCollectionAccess.group_id)
+        .where(Group.org_id == org.id)
+    )
+    names = sorted({c.group.lower() for c in removals})  # type: ignore[attr-defined]
+    sizes: dict[str, int] = {}
+    for i in range(0, len(names), 900):
+        sizes.update(
+            session.execute(
+                select(Group.name_lower, func.count(MemberGroup.member_id))
+                .outerjoin(MemberGroup, MemberGroup.group_id == Group.id)
+                .where(
+                    Group.org_id == org.id,
+                    Group.name_lower.in_(names[i : i + 900]),
+                    Group.id.in_(granting),
+                )
+                .group_by(Group.id, Group.name_lower)
+            ).all()
+        )
+    counted = [c for c in removals if c.group.lower() in sizes]  # type: ignore[attr-defined]
+    per_group: dict[str, int] = {}
+    shown: dict[str, str] = {}
+    for c in counted:
+        name = c.group.lower()  # type: ignore[attr-defined]
+        per_group[name] = per_group.get(name, 0) + 1
+        shown.setdefault(name, c.group)  # type: ignore[attr-defined]
+    over = [
+        f"{shown[name]} loses {n} of {sizes[name]} members"
+        for name, n in sorted(per_group.items())
+        if n > max(settings.guard_group_count, math.floor(settings.guard_group_share * sizes[name]))
+    ]
+    if len(counted) > settings.guard_membership_count:
+        total = int(
+            session.scalar(
+                select(func.count())
+                .select_from(MemberGroup)
+                .where(MemberGroup.group_id.in_(granting))
+            )
+            or 0
+        )
+        allowed = max(
+            settings.guard_membership_count,
+            math.floor(settings.guard_membership_share * total),
+        )
+        if len(counted) > allowed:
+            over.insert(0, f"{len(counted)} of {total} memberships that grant access")
+    if not over:
+        return GuardVerdict(counted, [], None)
+    reason = (
+        f"group removals that take collection access away exceed the guard in one plan "
+        f"({', '.join(over)}); all {len(counted)} held for approval"
+    )
+    return GuardVerdict([], counted, reason)
+
+
+def _judge_deprovisionings(
+    session: Session,
+    org: Organization,
+    plan: Plan,
+    actor: str,
+    settings: OrgSettings,
+    *,
+    window: bool,
+) -> GuardVerdict:
     wanted = plan.deprovisionings
     if not wanted:
         return GuardVerdict([], [], None)
-    settings = OrgSettings.of(org)
     active = int(
         session.scalar(
             select(func.count())
@@ -127,7 +222,7 @@ def hold(
 def held_notice(held: int, reason: str | None, org_key: str) -> str:
     """What a command prints when the guard held part of what it applied."""
     return (
-        f"HELD {held} deprovisioning(s) for approval; none of them was applied. {reason}.\n"
+        f"HELD {held} change(s) for approval; none of them was applied. {reason}.\n"
         f"  Review them: scimgate held --org {org_key}\n"
         "  Approve one: scimgate held approve ID   (drop one: scimgate held drop ID)\n"
         "  If the directory read was wrong, fix it and sync again: the holds are dropped."
@@ -169,5 +264,5 @@ def decide(
 
 def held_change(held: HeldChange) -> Change:
     change = change_from_json(held.change)
-    assert isinstance(change, DEPROVISIONING)
+    assert isinstance(change, HOLDABLE)
     return change

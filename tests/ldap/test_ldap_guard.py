@@ -91,7 +91,7 @@ def test_a_read_that_loses_half_the_directory_revokes_nobody(cli_env, slapd, ope
 
     result = invoke(sync, "run", "--org", "Acme", "--full")
     assert result.exit_code == 3, result.output
-    assert "HELD 20 deprovisioning(s)" in result.output
+    assert "HELD 20 change(s)" in result.output
     assert "scimgate held --org Acme" in result.output
     assert "revoked" not in statuses(db, org_id).values()
     with db.read() as session:
@@ -104,7 +104,7 @@ def test_a_read_that_loses_half_the_directory_revokes_nobody(cli_env, slapd, ope
         hooks = session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "webhook")).all()
         assert [h.payload["event"]["type"] for h in hooks] == ["guard.held"]
     assert (
-        "warn  held changes (Acme): 20 deprovisioning(s) held by the guard: review them with "
+        "warn  held changes (Acme): 20 change(s) held by the guard: review them with "
         "`scimgate held --org Acme`" in invoke(doctor).output
     )
     # The history and a second run say the same; the second run holds nothing new.
@@ -133,7 +133,7 @@ def test_a_read_that_loses_half_the_directory_revokes_nobody(cli_env, slapd, ope
         ).all()
         assert left == []
     assert invoke(held, "--org", "Acme").output.strip() == "Nothing held."
-    assert "ok    held changes: no deprovisioning is waiting" in invoke(doctor).output
+    assert "ok    held changes: no held change is waiting" in invoke(doctor).output
     assert invoke(plan, "--org", "Acme").exit_code == 0
 
 
@@ -170,3 +170,62 @@ def test_a_confirmed_member_restored_after_the_read_is_fixed_comes_back_confirme
         for event in restored:
             assert event.detail["status"] == "confirmed"
             assert event.detail["reason"] == "the directory lists this user again"
+
+
+def reconfigure(db, org_id: str, slapd, base: str, **overrides: object) -> None:
+    from connectors.ldap.config import SETTINGS_KEY
+    from gateway.store.models import Organization
+
+    with db.transaction() as session:
+        org = session.get(Organization, org_id)
+        doc = {"connectors": {"main": openldap_connector(slapd, base, **overrides)}}
+        org.settings = {**org.settings, SETTINGS_KEY: doc}
+
+
+def memberships(db, org_id: str) -> dict[str, int]:
+    from sqlalchemy import func
+
+    from gateway.store.models import Group, MemberGroup
+
+    with db.read() as session:
+        return dict(
+            session.execute(
+                select(Group.name, func.count(MemberGroup.member_id))
+                .join(MemberGroup, MemberGroup.group_id == Group.id)
+                .where(Group.org_id == org_id)
+                .group_by(Group.name)
+            ).all()
+        )
+
+
+def test_a_read_that_empties_groups_removes_no_access(cli_env, slapd, openldap):
+    db = cli_env
+    org_id, _ = story(db, slapd, openldap)
+    assert memberships(db, org_id) == {"engineering": 20, "sales": 20}
+    # The group entries come back without their members and without an error, as when an
+    # ACL hides the member attribute.
+    reconfigure(db, org_id, slapd, openldap.base, attributes={"member": "uniqueMember"})
+
+    result = invoke(sync, "run", "--org", "Acme", "--full")
+    assert result.exit_code == 3, result.output
+    assert "HELD 40 change(s)" in result.output
+    assert "engineering loses 20 of 20 members" in result.output
+    assert memberships(db, org_id) == {"engineering": 20, "sales": 20}
+    assert set(statuses(db, org_id).values()) == {"invited"}
+    with db.read() as session:
+        event = session.scalars(select(Event).where(Event.type == "guard.held")).one()
+        assert event.detail["counts"] == {"group.remove_member": 40}
+    # Held once: the next run skips them rather than holding them again.
+    assert invoke(sync, "run", "--org", "Acme", "--full").exit_code == 0
+    listing = json.loads(invoke(held, "--org", "Acme", "--json").output)
+    assert len(listing) == 40
+    approved = invoke(held, "approve", str(listing[0]["id"]))
+    assert approved.exit_code == 0, approved.output
+    assert sum(memberships(db, org_id).values()) == 39
+
+    # The read is fixed: every hold is released and nobody lost a group.
+    reconfigure(db, org_id, slapd, openldap.base)
+    fixed = invoke(sync, "run", "--org", "Acme", "--full")
+    assert fixed.exit_code == 0, fixed.output
+    assert memberships(db, org_id) == {"engineering": 20, "sales": 20}
+    assert invoke(held, "--org", "Acme").output.strip() == "Nothing held."
