@@ -148,3 +148,25 @@ def test_scim_push_emptying_a_group_with_collection_access_is_held(scim, databas
     add_members(scim, finance, *ids[:7])
     assert sum("Finance" in m["groups"] for m in members(database, scim.org_id).values()) == 7
     assert run("held", "--org", scim.org_id).output.strip() == "Nothing held."
+
+
+def test_membership_guard_settings_are_set_from_the_command_line(scim, database, tmp_path):
+    run = cli_runner(database, tmp_path)
+    result = run(
+        "mapping", "settings", "--org", scim.org_id, "--guard-group-count", "0",
+        "--guard-group-share", "0", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert (shown["guard_group_count"], shown["guard_group_share"]) == (0, 0.0)
+    assert (shown["guard_membership_count"], shown["guard_membership_share"]) == (10, 0.1)
+    ids = [create_user(scim, f"user{i}@acme.com") for i in range(2)]
+    finance = create_group(scim, "Finance", *ids)
+    apply_mapping(
+        database,
+        scim.org_id,
+        "collections:\n  - {group: Finance, collections: [Ledger], permission: edit}\n",
+    )
+    # With no floor, even one removal from a group that grants access is held.
+    remove_member(scim, finance, ids[0])
+    assert "Finance" in members(database, scim.org_id)["user0@acme.com"]["groups"]

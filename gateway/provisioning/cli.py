@@ -172,6 +172,26 @@ def mapping_set(ctx: CliContext, org_key: str, file: str, apply_now: bool, as_js
     "--guard-share", type=click.FloatRange(0, 1), help="Guard: share of members, e.g. 0.1."
 )
 @click.option(
+    "--guard-membership-count",
+    type=click.IntRange(min=0),
+    help="Guard: group removals taking collection access allowed per Plan.",
+)
+@click.option(
+    "--guard-membership-share",
+    type=click.FloatRange(0, 1),
+    help="Guard: share of the memberships that grant access, e.g. 0.1.",
+)
+@click.option(
+    "--guard-group-count",
+    type=click.IntRange(min=0),
+    help="Guard: removals from one group that grants access allowed per Plan.",
+)
+@click.option(
+    "--guard-group-share",
+    type=click.FloatRange(0, 1),
+    help="Guard: share of one such group's members, e.g. 0.5.",
+)
+@click.option(
     "--staged-mode/--no-staged-mode", default=None, help="Stage new members, do not invite."
 )
 @json_option
@@ -183,10 +203,16 @@ def mapping_settings(
     deprovision: str | None,
     guard_count: int | None,
     guard_share: float | None,
+    guard_membership_count: int | None,
+    guard_membership_share: float | None,
+    guard_group_count: int | None,
+    guard_group_share: float | None,
     staged_mode: bool | None,
     as_json: bool,
 ) -> None:
-    """Show or change the organization's provisioning settings."""
+    """Show or change the organization's provisioning settings. A Plan whose deprovisionings
+    exceed both guard_count and guard_share of the members, or whose group removals that take
+    collection access away exceed the membership or group limits, is held whole."""
     from gateway.orgs import find_org
     from gateway.provisioning.settings import update_settings
 
@@ -196,6 +222,10 @@ def mapping_settings(
             "deprovision": deprovision,
             "guard_count": guard_count,
             "guard_share": guard_share,
+            "guard_membership_count": guard_membership_count,
+            "guard_membership_share": guard_membership_share,
+            "guard_group_count": guard_group_count,
+            "guard_group_share": guard_group_share,
             "staged_mode": staged_mode,
         }
         settings = update_settings(org, **changes)
