@@ -140,7 +140,8 @@ def test_scim_push_emptying_a_group_with_collection_access_is_held(scim, databas
 
     run = cli_runner(database, tmp_path)
     listing = json.loads(run("held", "--org", scim.org_id, "--json").output)
-    assert len(listing) == 7
+    assert len(listing) == 7 and {h["group"] for h in listing} == {"Finance"}
+    assert "group.remove_member Finance" in run("held", "--org", scim.org_id).output
     assert run("held", "approve", str(listing[0]["id"])).exit_code == 0
     found = members(database, scim.org_id)
     assert sum("Finance" in m["groups"] for m in found.values()) == 6

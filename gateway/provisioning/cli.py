@@ -293,7 +293,8 @@ def plan(ctx: CliContext, org_key: str, apply_now: bool, as_json: bool) -> None:
 def held(
     click_ctx: click.Context, org_key: str | None, include_decided: bool, as_json: bool
 ) -> None:
-    """Deprovisionings held by the guard: list them (--org), approve or drop one."""
+    """Changes held by the guard (deprovisionings, group removals that take collection access
+    away): list them (--org), approve or drop one."""
     if click_ctx.invoked_subcommand is not None:
         return
     if not org_key:
@@ -312,6 +313,7 @@ def held(
                 "kind": h.kind,
                 "member_id": h.member_id,
                 "email": h.change.get("email"),
+                "group": h.change.get("group"),
                 "reason": h.reason,
                 "actor": h.actor,
                 "created": h.created_at,
@@ -332,7 +334,7 @@ def held(
             (
                 d["id"],
                 d["status"],
-                d["kind"],
+                f"{d['kind']} {d['group']}" if d["group"] else d["kind"],
                 d["email"],
                 d["created"].strftime("%Y-%m-%d %H:%M"),
                 d["actor"],
