@@ -171,3 +171,20 @@ def test_membership_guard_settings_are_set_from_the_command_line(scim, database,
     # With no floor, even one removal from a group that grants access is held.
     remove_member(scim, finance, ids[0])
     assert "Finance" in members(database, scim.org_id)["user0@acme.com"]["groups"]
+
+
+def test_plan_apply_that_is_held_exits_3_and_says_how_to_review(scim, database, tmp_path):
+    create_group(scim, "Staff")
+    for i in range(12):
+        create_user(scim, f"user{i:02}@acme.com")
+    run = cli_runner(database, tmp_path)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("scope: {groups: [Staff]}\n")
+    result = run("mapping", "set", "--org", "Acme", str(mapping), "--apply")
+    assert result.exit_code == 3, result.output
+    assert "HELD 12 change(s) for approval; none of them was applied" in result.output
+    assert "scimgate held --org Acme" in result.output
+    assert "revoked" not in statuses(database, scim.org_id).values()
+    # Nothing new to hold: plan --apply succeeds; with a hold it exits 3 as well.
+    assert run("plan", "--org", "Acme", "--apply").exit_code == 0
+    assert "3 when the guard held changes" in " ".join(run("plan", "--help").output.split())

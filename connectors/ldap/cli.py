@@ -310,7 +310,7 @@ def sync_run(
 ) -> None:
     """Sync now and apply the result (the mass-deprovisioning guard applies).
 
-    Exit status: 0 applied, 1 a sync failed, 3 the guard held deprovisionings (nothing of them
+    Exit status: 0 applied, 1 a sync failed, 3 the guard held changes (none of them
     applied; review with `scimgate held --org ORG`)."""
     _run(ctx, org_key, connector_name, full, False, as_json)
 

@@ -258,7 +258,7 @@ def mapping_settings(
 def plan(ctx: CliContext, org_key: str, apply_now: bool, as_json: bool) -> None:
     """Full reconcile: what the organization should change to match its directory and mapping.
 
-    With --apply, exit status 3 when the deprovisioning guard held changes (none of them was
+    With --apply, exit status 3 when the guard held changes (none of them was
     applied; review them with `scimgate held --org ORG`)."""
     from gateway.provisioning.apply import apply
     from gateway.provisioning.engine import plan_org
