@@ -267,16 +267,20 @@ def _run(
                     "counts": result.counts,
                     "held": result.held,
                     "hold_reason": result.hold_reason,
+                    "pending_holds": result.pending_holds,
                 }
             )
         else:
             _print_summary(result)
             if dry_run:
                 click.echo("  (dry run: nothing was changed)")
-        if result.held:
+        if result.held or result.pending_holds:
+            # Until an admin decides, every run says so: a scheduler sees 3, not a quiet 0.
             held = True
             if not as_json:
-                notice = held_notice(result.held, result.hold_reason, org_key)
+                notice = held_notice(
+                    result.held, result.hold_reason, org_key, pending=result.pending_holds
+                )
                 click.echo(f"Connector {result.connector}: {notice}", err=True)
     if failed:
         sys.exit(1)
@@ -310,8 +314,8 @@ def sync_run(
 ) -> None:
     """Sync now and apply the result (the mass-deprovisioning guard applies).
 
-    Exit status: 0 applied, 1 a sync failed, 3 the guard held changes (none of them
-    applied; review with `scimgate held --org ORG`)."""
+    Exit status: 0 applied, 1 a sync failed, 3 the guard held changes in this run or earlier
+    ones still wait for a decision (review with `scimgate held --org ORG`)."""
     _run(ctx, org_key, connector_name, full, False, as_json)
 
 

@@ -219,13 +219,30 @@ def hold(
     return rows
 
 
-def held_notice(held: int, reason: str | None, org_key: str) -> str:
-    """What a command prints when the guard held part of what it applied."""
+def held_notice(held: int, reason: str | None, org_key: str, *, pending: int = 0) -> str:
+    """What a command prints when the guard held part of what it applied (`held`, `reason`), or
+    when changes held earlier still wait for a decision (`pending`)."""
+    if held:
+        head = f"HELD {held} change(s) for approval; none of them was applied. {reason}."
+    else:
+        head = f"{pending} change(s) held by the guard earlier still wait for a decision."
     return (
-        f"HELD {held} change(s) for approval; none of them was applied. {reason}.\n"
+        f"{head}\n"
         f"  Review them: scimgate held --org {org_key}\n"
         "  Approve one: scimgate held approve ID   (drop one: scimgate held drop ID)\n"
         "  If the directory read was wrong, fix it and sync again: the holds are dropped."
+    )
+
+
+def pending_count(session: Session, org_id: str) -> int:
+    """Held changes of the organization still waiting for a decision."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(HeldChange)
+            .where(HeldChange.org_id == org_id, HeldChange.status == "pending")
+        )
+        or 0
     )
 
 

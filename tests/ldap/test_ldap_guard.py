@@ -111,7 +111,8 @@ def test_a_read_that_loses_half_the_directory_revokes_nobody(cli_env, slapd, ope
     history = json.loads(invoke(sync, "history", "--org", "Acme", "--json").output)
     assert history[0]["counts"]["held"] == 20
     again = invoke(sync, "run", "--org", "Acme", "--full")
-    assert again.exit_code == 0, again.output
+    assert again.exit_code == 3, again.output
+    assert "20 change(s) held by the guard earlier still wait for a decision" in again.output
     assert "revoked" not in statuses(db, org_id).values()
 
     # An admin approves one hold: that member is revoked, the others stay held.
@@ -215,8 +216,9 @@ def test_a_read_that_empties_groups_removes_no_access(cli_env, slapd, openldap):
     with db.read() as session:
         event = session.scalars(select(Event).where(Event.type == "guard.held")).one()
         assert event.detail["counts"] == {"group.remove_member": 40}
-    # Held once: the next run skips them rather than holding them again.
-    assert invoke(sync, "run", "--org", "Acme", "--full").exit_code == 0
+    # Held once: the next run skips them rather than holding them again, and still exits 3.
+    again = invoke(sync, "run", "--org", "Acme", "--full")
+    assert again.exit_code == 3 and "HELD" not in again.output, again.output
     listing = json.loads(invoke(held, "--org", "Acme", "--json").output)
     assert len(listing) == 40
     approved = invoke(held, "approve", str(listing[0]["id"]))
