@@ -35,7 +35,7 @@ from gateway.store.models import (
 WINDOW = timedelta(hours=1)
 DEPROVISION_EVENTS = ("member.revoked", "member.removed")
 HELD_EVENT = "guard.held"
-# Exit status of a command that applied a Plan but had deprovisionings held (`sync run`,
+# Exit status of a command that applied a Plan but had changes held (`sync run`,
 # `plan --apply`, `mapping set --apply`): a scheduler tells it from success (0) and failure (1).
 EXIT_HELD = 3
 
