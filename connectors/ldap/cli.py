@@ -25,6 +25,7 @@ from gateway.cli_context import (
     print_table,
 )
 from gateway.events import record_event
+from gateway.provisioning.guard import EXIT_HELD, held_notice
 
 
 def register(main: click.Group) -> None:
@@ -224,7 +225,7 @@ def _run(
     from connectors.ldap.sync import SyncFailed, sync_connector
 
     org_id, _, connectors = _connectors(ctx, org_key, connector_name)
-    failed = False
+    failed = held = False
     for cfg in connectors:
         progress = _Progress(cfg.name)
         try:
@@ -264,14 +265,27 @@ def _run(
                     "status": "succeeded",
                     "run_id": result.run_id,
                     "counts": result.counts,
+                    "held": result.held,
+                    "hold_reason": result.hold_reason,
+                    "pending_holds": result.pending_holds,
                 }
             )
         else:
             _print_summary(result)
             if dry_run:
                 click.echo("  (dry run: nothing was changed)")
+        if result.held or result.pending_holds:
+            # Until an admin decides, every run says so: a scheduler sees 3, not a quiet 0.
+            held = True
+            if not as_json:
+                notice = held_notice(
+                    result.held, result.hold_reason, org_key, pending=result.pending_holds
+                )
+                click.echo(f"Connector {result.connector}: {notice}", err=True)
     if failed:
         sys.exit(1)
+    if held:
+        sys.exit(EXIT_HELD)
 
 
 @sync.command("plan")
@@ -298,7 +312,10 @@ def sync_plan(
 def sync_run(
     ctx: CliContext, org_key: str, connector_name: str | None, full: bool, as_json: bool
 ) -> None:
-    """Sync now and apply the result (the mass-deprovisioning guard applies)."""
+    """Sync now and apply the result (the mass-deprovisioning guard applies).
+
+    Exit status: 0 applied, 1 a sync failed, 3 the guard held changes in this run or earlier
+    ones still wait for a decision (review with `scimgate held --org ORG`)."""
     _run(ctx, org_key, connector_name, full, False, as_json)
 
 

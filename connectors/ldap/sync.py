@@ -64,6 +64,9 @@ class SyncResult:
     run_id: int | None = None
     cursor: dict = field(default_factory=dict)
     plan: object | None = None  # the engine's Plan, when it offers a dry run
+    held: int = 0  # changes the guard held in this run instead of applying
+    hold_reason: str | None = None
+    pending_holds: int = 0  # the organization's held changes waiting for a decision after it
 
 
 # --- choosing full or delta -------------------------------------------------------------------
@@ -247,6 +250,13 @@ def read_directory(
 # --- the run ----------------------------------------------------------------------------------
 
 
+def _pending_holds(session, org_id: str) -> int:  # type: ignore[no-untyped-def]
+    """Held changes waiting for a decision (imported late, as the engine's dry run is)."""
+    from gateway.provisioning.guard import pending_count
+
+    return pending_count(session, org_id)
+
+
 def _engine_plan():  # type: ignore[no-untyped-def]
     """The engine's dry run, when it offers one: plan_org(session, org) -> (org, Plan)."""
     try:
@@ -351,6 +361,7 @@ def _write(
                 counts["first_warnings"] = summary.warnings[:20]
             read.release()
             plan = None
+            held, hold_reason, pending = 0, None, 0
             if dry_run:
                 planner = _engine_plan()
                 if planner is not None:
@@ -359,7 +370,20 @@ def _write(
                     plan = planner(session, org_id)[1]
                 session.rollback()
             else:
-                directory_changed(session, change)
+                applied = directory_changed(session, change)
+                if applied is not None and applied.held:
+                    held, hold_reason = len(applied.held), applied.hold_reason
+                    counts["held"] = held
+                    counts["hold_reason"] = hold_reason
+                    log.warning(
+                        "LDAP connector %s: %d deprovisioning(s) held by the guard: %s",
+                        cfg.name,
+                        held,
+                        hold_reason,
+                    )
+                pending = _pending_holds(session, org_id)
+                if pending:
+                    counts["pending_holds"] = pending
                 session.execute(
                     update(SyncRun)
                     .where(SyncRun.id == run_id)
@@ -375,4 +399,17 @@ def _write(
         except BaseException:
             session.rollback()
             raise
-    return SyncResult(cfg.name, kind, dry_run, summary, change, counts, run_id, next_cursor, plan)
+    return SyncResult(
+        cfg.name,
+        kind,
+        dry_run,
+        summary,
+        change,
+        counts,
+        run_id,
+        next_cursor,
+        plan,
+        held,
+        hold_reason,
+        pending,
+    )

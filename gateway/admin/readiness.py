@@ -2,12 +2,14 @@
 
 Does: check the database and its migrations, the SMTP server, the public URL, that every LDAP
 connector binds, that every stored mapping loads, that there are two provider admins for
-failover, and that SCIM tokens are in use; each check says what to do when it is not ok.
+failover, that SCIM tokens are in use, and which organizations have deprovisionings held by the
+guard waiting for a decision; each check says what to do when it is not ok.
 Does not: fix anything.
 """
 
 from __future__ import annotations
 
+import shlex
 import smtplib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +20,14 @@ from sqlalchemy import func, select
 from gateway.config import SETTINGS, Config
 from gateway.outbox.mail import smtp_session
 from gateway.store import Database, SchemaState
-from gateway.store.models import ApiToken, ConsoleAdmin, Organization, OrgMapping, utcnow
+from gateway.store.models import (
+    ApiToken,
+    ConsoleAdmin,
+    HeldChange,
+    Organization,
+    OrgMapping,
+    utcnow,
+)
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 STALE_TOKEN = timedelta(days=90)
@@ -200,6 +209,29 @@ def check_tokens(db: Database, config: Config) -> list[Check]:
     return checks
 
 
+def check_held(db: Database, config: Config) -> list[Check]:
+    """Held changes are a decision nobody has made yet: a warning per organization."""
+    with db.read() as session:
+        rows = session.execute(
+            select(Organization.name, func.count(HeldChange.id))
+            .join(HeldChange, HeldChange.org_id == Organization.id)
+            .where(HeldChange.status == "pending")
+            .group_by(Organization.id, Organization.name)
+            .order_by(Organization.name)
+        ).all()
+    if not rows:
+        return [Check("held changes", OK, "no held change is waiting for approval")]
+    return [
+        Check(
+            f"held changes ({name})",
+            WARN,
+            f"{n} change(s) held by the guard: review them with "
+            f"`scimgate held --org {shlex.quote(name)}` and approve or drop each",
+        )
+        for name, n in rows
+    ]
+
+
 CHECKS: tuple[Callable[[Database, Config], list[Check]], ...] = (
     check_database,
     check_smtp,
@@ -208,6 +240,7 @@ CHECKS: tuple[Callable[[Database, Config], list[Check]], ...] = (
     check_mappings,
     check_provider_admins,
     check_tokens,
+    check_held,
 )
 
 

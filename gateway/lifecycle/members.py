@@ -296,9 +296,17 @@ def revoke(
 
 
 def restore(
-    session: Session, org: Organization, member: Member, actor: str, *, seats: Seats | None = None
+    session: Session,
+    org: Organization,
+    member: Member,
+    actor: str,
+    *,
+    reason: str | None = None,
+    seats: Seats | None = None,
 ) -> None:
-    """revoked -> the status it had; one that needs a seat waits (staged) if none is left."""
+    """revoked -> the status it had (a confirmed member comes back confirmed, not invited); one
+    that needs a seat waits (staged) if none is left. `reason` says why, in the event."""
+    reason = reason or f"restored by {actor}"
     if member.status != "revoked":
         raise InvalidTransition(f"{member.email} is {member.status}, not revoked")
     target = member.status_before_revoke or "staged"
@@ -316,13 +324,14 @@ def restore(
                 actor,
                 "member.waiting_for_seat",
                 restoring_to=target,
+                reason=reason,
                 seats=org.seats,
                 seat_limit=org.seat_limit,
             )
             return
     member.status = target
     member.status_before_revoke = None
-    _member_event(session, member, actor, "member.restored", status=target)
+    _member_event(session, member, actor, "member.restored", status=target, reason=reason)
 
 
 def remove(
@@ -366,7 +375,14 @@ def release_seats(
             member.status_before_revoke = None
             member.waiting_for_seat = False
             member.updated_at = utcnow()
-            _member_event(session, member, actor, "member.restored", status=target)
+            _member_event(
+                session,
+                member,
+                actor,
+                "member.restored",
+                status=target,
+                reason="a seat became free for a restored member",
+            )
         else:
             invite(session, org, member, actor, seats=seats)
         admitted.append(member)

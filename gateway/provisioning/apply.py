@@ -195,7 +195,12 @@ class _Applier:
 
     def restore_member(self, c: RestoreMember) -> None:
         lifecycle.restore(
-            self.session, self.org, self.members[c.member_id], self.actor, seats=self.seats
+            self.session,
+            self.org,
+            self.members[c.member_id],
+            self.actor,
+            reason=c.reason,
+            seats=self.seats,
         )
 
     def invite_member(self, c: InviteMember) -> None:

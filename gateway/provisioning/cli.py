@@ -5,6 +5,7 @@ Register on the main command with `register(main)` (see gateway/cli.py).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -19,6 +20,7 @@ from gateway.cli_context import (
 )
 from gateway.errors import InvalidInput
 from gateway.events import record_event
+from gateway.provisioning.guard import EXIT_HELD, held_notice
 from gateway.provisioning.plan import Plan
 from mappings import MappingError, dump_mapping
 from mappings.schema import DEFAULT_TEXT
@@ -145,18 +147,17 @@ def mapping_set(ctx: CliContext, org_key: str, file: str, apply_now: bool, as_js
         applied=apply_now,
         extra={"held": [h.id for h in held]} if as_json else None,
     )
-    if as_json:
-        return
-    if not apply_now:
+    if not as_json and not apply_now:
         click.echo(
             "Dry run: nothing changed. Run again with --apply to store the mapping and apply."
         )
-    else:
+    elif not as_json:
         click.echo("Stored the mapping and applied the Plan.")
         if held:
-            click.echo(
-                f"{len(held)} deprovisionings held for approval: scimgate held --org {org_key}"
-            )
+            assert outcome.applied is not None
+            click.echo(held_notice(len(held), outcome.applied.hold_reason, org_key), err=True)
+    if held:
+        sys.exit(EXIT_HELD)
 
 
 @mapping.command("settings")
@@ -171,6 +172,26 @@ def mapping_set(ctx: CliContext, org_key: str, file: str, apply_now: bool, as_js
     "--guard-share", type=click.FloatRange(0, 1), help="Guard: share of members, e.g. 0.1."
 )
 @click.option(
+    "--guard-membership-count",
+    type=click.IntRange(min=0),
+    help="Guard: group removals taking collection access allowed per Plan.",
+)
+@click.option(
+    "--guard-membership-share",
+    type=click.FloatRange(0, 1),
+    help="Guard: share of the memberships that grant access, e.g. 0.1.",
+)
+@click.option(
+    "--guard-group-count",
+    type=click.IntRange(min=0),
+    help="Guard: removals from one group that grants access allowed per Plan.",
+)
+@click.option(
+    "--guard-group-share",
+    type=click.FloatRange(0, 1),
+    help="Guard: share of one such group's members, e.g. 0.5.",
+)
+@click.option(
     "--staged-mode/--no-staged-mode", default=None, help="Stage new members, do not invite."
 )
 @json_option
@@ -182,10 +203,16 @@ def mapping_settings(
     deprovision: str | None,
     guard_count: int | None,
     guard_share: float | None,
+    guard_membership_count: int | None,
+    guard_membership_share: float | None,
+    guard_group_count: int | None,
+    guard_group_share: float | None,
     staged_mode: bool | None,
     as_json: bool,
 ) -> None:
-    """Show or change the organization's provisioning settings."""
+    """Show or change the organization's provisioning settings. A Plan whose deprovisionings
+    exceed both guard_count and guard_share of the members, or whose group removals that take
+    collection access away exceed the membership or group limits, is held whole."""
     from gateway.orgs import find_org
     from gateway.provisioning.settings import update_settings
 
@@ -195,6 +222,10 @@ def mapping_settings(
             "deprovision": deprovision,
             "guard_count": guard_count,
             "guard_share": guard_share,
+            "guard_membership_count": guard_membership_count,
+            "guard_membership_share": guard_membership_share,
+            "guard_group_count": guard_group_count,
+            "guard_group_share": guard_group_share,
             "staged_mode": staged_mode,
         }
         settings = update_settings(org, **changes)
@@ -225,7 +256,10 @@ def mapping_settings(
 @pass_ctx
 @handle_errors
 def plan(ctx: CliContext, org_key: str, apply_now: bool, as_json: bool) -> None:
-    """Full reconcile: what the organization should change to match its directory and mapping."""
+    """Full reconcile: what the organization should change to match its directory and mapping.
+
+    With --apply, exit status 3 when the guard held changes (none of them was
+    applied; review them with `scimgate held --org ORG`)."""
     from gateway.provisioning.apply import apply
     from gateway.provisioning.engine import plan_org
 
@@ -242,7 +276,9 @@ def plan(ctx: CliContext, org_key: str, apply_now: bool, as_json: bool) -> None:
     if result and not as_json:
         click.echo(f"Applied {result.applied} changes.")
         if result.held:
-            click.echo(f"{len(result.held)} held: {result.hold_reason}")
+            click.echo(held_notice(len(result.held), result.hold_reason, org_key), err=True)
+    if result and result.held:
+        sys.exit(EXIT_HELD)
 
 
 # --- held changes -------------------------------------------------------------------------------
@@ -257,7 +293,8 @@ def plan(ctx: CliContext, org_key: str, apply_now: bool, as_json: bool) -> None:
 def held(
     click_ctx: click.Context, org_key: str | None, include_decided: bool, as_json: bool
 ) -> None:
-    """Deprovisionings held by the guard: list them (--org), approve or drop one."""
+    """Changes held by the guard (deprovisionings, group removals that take collection access
+    away): list them (--org), approve or drop one."""
     if click_ctx.invoked_subcommand is not None:
         return
     if not org_key:
@@ -276,6 +313,7 @@ def held(
                 "kind": h.kind,
                 "member_id": h.member_id,
                 "email": h.change.get("email"),
+                "group": h.change.get("group"),
                 "reason": h.reason,
                 "actor": h.actor,
                 "created": h.created_at,
@@ -296,7 +334,7 @@ def held(
             (
                 d["id"],
                 d["status"],
-                d["kind"],
+                f"{d['kind']} {d['group']}" if d["group"] else d["kind"],
                 d["email"],
                 d["created"].strftime("%Y-%m-%d %H:%M"),
                 d["actor"],

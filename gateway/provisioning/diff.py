@@ -73,7 +73,8 @@ class OrgState:
     collections: dict[str, str] = field(default_factory=dict)  # collection id -> name
     access: dict[str, dict[str, str]] = field(default_factory=dict)  # group id -> {coll id: perm}
     confirmed_owners: int = 0
-    holds: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, member id) -> id
+    # Change.member_key of a pending hold -> its id
+    holds: dict[tuple[str, ...], int] = field(default_factory=dict)
 
 
 @dataclass
@@ -375,21 +376,27 @@ def assemble(org_id: str, groups: GroupOutcome, members: MemberOutcome, state: O
     """One Plan from both halves; changes the guard holds already are listed, not repeated."""
     changes: list[Change] = []
     skipped = list(members.skipped)
-    produced: set[tuple[str, str]] = set()
+    produced: set[tuple[str, ...]] = set()
     for change in groups.changes + members.changes:
         key = change.member_key
         if key is not None:
             produced.add(key)
             if key in state.holds:
-                skipped.append(
-                    (change, f"held by the deprovisioning guard (held change {state.holds[key]})")
-                )
+                skipped.append((change, f"held by the guard (held change {state.holds[key]})"))
                 continue
         changes.append(change)
+    # A membership hold is judged only where this Plan compared the group's members.
+    compared = {
+        (groups.names.get(gid) or state.groups[gid].name).lower()
+        for gid in groups.managed
+        if gid in groups.names or gid in state.groups
+    }
     superseded = {
         held_id
-        for (kind, member_id), held_id in state.holds.items()
-        if member_id in members.evaluated and (kind, member_id) not in produced
+        for key, held_id in state.holds.items()
+        if key[1] in members.evaluated
+        and key not in produced
+        and (len(key) == 2 or key[2] in compared)
     }
     plan = Plan(
         org_id=org_id,

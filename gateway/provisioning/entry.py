@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.store.models import Organization
 from gateway.store.seat_count import note_locked
+
+if TYPE_CHECKING:
+    from gateway.provisioning.apply import ApplyResult
 
 
 @dataclass
@@ -34,20 +38,20 @@ class DirectoryChange:
 
 def directory_changed(
     session: Session, change: DirectoryChange, *, queued: Callable[[], None] | None = None
-) -> None:
-    """Run the incremental reconcile for `change` in the caller's transaction; with `queued`,
-    record it as a pending change instead and call `queued` once the transaction commits (it
-    wakes whoever applies pending changes)."""
+) -> ApplyResult | None:
+    """Run the incremental reconcile for `change` in the caller's transaction and return what
+    it applied and held; with `queued`, record it as a pending change instead and call `queued`
+    once the transaction commits (it wakes whoever applies pending changes); None then."""
     if not change:
-        return
+        return None
     if queued is not None:
         from gateway.provisioning.queue import queue_change
 
         queue_change(session, change, queued)
-        return
+        return None
     from gateway.provisioning.engine import on_directory_change
 
-    on_directory_change(session, change, lock_org(session, change.org_id))
+    return on_directory_change(session, change, lock_org(session, change.org_id))
 
 
 def lock_org(session: Session, org_id: str, *, skip_locked: bool = False) -> Organization | None:

@@ -32,7 +32,9 @@ class Change:
         return {"kind": self.KIND, **asdict(self)}
 
     @property
-    def member_key(self) -> tuple[str, str] | None:
+    def member_key(self) -> tuple[str, ...] | None:
+        """What a hold of this change is known by: (kind, member id[, group]); None for
+        changes never held."""
         member_id = getattr(self, "member_id", None)
         return (self.KIND, member_id) if member_id else None
 
@@ -114,18 +116,22 @@ class UpdateMember(Change):
         }
 
 
+RESTORE_REASON = "the directory lists this user again"
+
+
 @dataclass(frozen=True)
 class RestoreMember(Change):
     KIND: ClassVar[str] = "member.restore"
     PHASE: ClassVar[int] = 4
     member_id: str
     email: str
+    reason: str = RESTORE_REASON
 
     def target(self) -> str:
         return f"member {self.email}"
 
     def detail(self) -> str:
-        return "back to the status before the revoke"
+        return f"{self.reason}: back to the status before the revoke"
 
 
 @dataclass(frozen=True)
@@ -242,8 +248,9 @@ class RemoveMembership(Change):
         return f"- {self.email}"
 
     @property
-    def member_key(self) -> None:
-        return None
+    def member_key(self) -> tuple[str, ...] | None:
+        # The guard holds removals that take collection access away, one per member and group.
+        return (self.KIND, self.member_id, self.group.lower()) if self.member_id else None
 
 
 @dataclass(frozen=True)
@@ -309,6 +316,8 @@ CHANGE_TYPES: dict[str, type[Change]] = {
     )
 }
 DEPROVISIONING = (RevokeMember, RemoveMember)
+# What the guard may hold: deprovisionings, and group removals that take collection access away.
+HOLDABLE = (*DEPROVISIONING, RemoveMembership)
 
 
 def change_from_json(data: dict[str, Any]) -> Change:

@@ -36,7 +36,7 @@ from gateway.provisioning.graph import (
     groups_below,
     stored_targets,
 )
-from gateway.provisioning.plan import AdoptGroup, Plan
+from gateway.provisioning.plan import AdoptGroup, Plan, RemoveMembership
 from gateway.provisioning.settings import OrgSettings, org_mapping
 from gateway.scim.filter import compile_filter
 from gateway.scim.schema import USER_TYPE
@@ -288,6 +288,7 @@ def load_group_layer(session: Session, org_id: str, state: OrgState, *, whole: b
     round trip, under the organization's lock on every inline SCIM write."""
     state.groups, state.collections, state.access, state.holds = {}, {}, {}, {}
     state.confirmed_owners = 0
+    membership_holds: list[int] = []
     statement = _ORG_GROUP_LAYER if whole else _ORG_WATCH
     for tag, a, b, c in session.execute(statement, {"org_id": org_id}):
         if tag == "group":
@@ -298,8 +299,23 @@ def load_group_layer(session: Session, org_id: str, state: OrgState, *, whole: b
             state.access.setdefault(a, {})[b] = c
         elif tag == "owners":
             state.confirmed_owners = int(a or 0)
+        elif c and b == RemoveMembership.KIND:
+            membership_holds.append(int(a))
         elif c:  # a hold on a member
             state.holds[(b, c)] = int(a)
+    if membership_holds:
+        _key_membership_holds(session, state, membership_holds)
+
+
+def _key_membership_holds(session: Session, state: OrgState, ids: list[int]) -> None:
+    """A held group removal is known by its member and its group (read only when there are
+    some: they are rare, and the group lives in the held change)."""
+    for held_id, member_id, change in session.execute(
+        select(HeldChange.id, HeldChange.member_id, HeldChange.change).where(
+            HeldChange.id.in_(sorted(ids))
+        )
+    ):
+        state.holds[(RemoveMembership.KIND, member_id, change["group"].lower())] = held_id
 
 
 def _add_members(session: Session, state: OrgState, condition) -> None:  # type: ignore[no-untyped-def]

@@ -1,8 +1,12 @@
 """Per-organization provisioning settings and the stored mapping file.
 
 Settings live in `Organization.settings` (JSON): `deprovision` ("revoke" or "remove"),
-`guard_count` (5), `guard_share` (0.10), `staged_mode` (false). The mapping file's YAML text lives
-in the `org_mappings` table, one row per organization; no row means the defaults.
+`guard_count` (5), `guard_share` (0.10), `staged_mode` (false), and the guard on group removals
+that take collection access away: per Plan `guard_membership_count` (10) and
+`guard_membership_share` (0.10 of the memberships that grant access), per group
+`guard_group_count` (3) and `guard_group_share` (0.5 of the group's members). The mapping
+file's YAML text lives in the `org_mappings` table, one row per organization; no row means the
+defaults.
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ from gateway.store.models import Organization, OrgMapping, utcnow
 from mappings import Mapping, MappingError, load_mapping
 
 DEPROVISION_MODES = ("revoke", "remove")
+# The guard on group removals that take collection access away: setting -> its type.
+MEMBERSHIP_GUARD: dict[str, type] = {
+    "guard_membership_count": int,
+    "guard_membership_share": float,
+    "guard_group_count": int,
+    "guard_group_share": float,
+}
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,10 @@ class OrgSettings:
     guard_count: int = 5
     guard_share: float = 0.10
     staged_mode: bool = False
+    guard_membership_count: int = 10
+    guard_membership_share: float = 0.10
+    guard_group_count: int = 3
+    guard_group_share: float = 0.5
 
     @classmethod
     def of(cls, org: Organization) -> OrgSettings:
@@ -40,6 +55,10 @@ class OrgSettings:
             guard_count=int(raw.get("guard_count", defaults.guard_count)),
             guard_share=float(raw.get("guard_share", defaults.guard_share)),
             staged_mode=bool(raw.get("staged_mode", defaults.staged_mode)),
+            **{
+                key: kind(raw.get(key, getattr(defaults, key)))
+                for key, kind in MEMBERSHIP_GUARD.items()
+            },
         )
 
 
@@ -51,11 +70,13 @@ def update_settings(org: Organization, **values: object) -> OrgSettings:
             continue
         if key == "deprovision" and value not in DEPROVISION_MODES:
             raise InvalidInput(f"deprovision must be revoke or remove, not {value!r}")
-        if key == "guard_count" and (not isinstance(value, int) or value < 0):
-            raise InvalidInput("guard_count must be a whole number, 0 or more")
-        if key == "guard_share" and (not isinstance(value, float | int) or not 0 <= value <= 1):
-            raise InvalidInput("guard_share must be a fraction between 0 and 1, e.g. 0.1")
-        if key not in {"deprovision", "guard_count", "guard_share", "staged_mode"}:
+        counts = {"guard_count", "guard_membership_count", "guard_group_count"}
+        shares = {"guard_share", "guard_membership_share", "guard_group_share"}
+        if key in counts and (not isinstance(value, int) or value < 0):
+            raise InvalidInput(f"{key} must be a whole number, 0 or more")
+        if key in shares and (not isinstance(value, float | int) or not 0 <= value <= 1):
+            raise InvalidInput(f"{key} must be a fraction between 0 and 1, e.g. 0.1")
+        if key not in {"deprovision", "staged_mode", *counts, *shares}:
             raise InvalidInput(f"unknown provisioning setting {key!r}")
         raw[key] = value
     org.settings = raw  # a new dict, so the JSON column is written
