@@ -116,12 +116,19 @@ def org_a_bulks(n: int, base: str, token: str, until: float, results) -> None:  
     while time.time() < until:
         body = json.dumps(bulk_of_groups(f"p{os.getpid()}c{n}r{round_}"))
         started = time.perf_counter()
+        retry_after = 0.0
         try:
-            status = session.post(f"{base}/Bulk", data=body, timeout=300).status_code
+            response = session.post(f"{base}/Bulk", data=body, timeout=300)
+            status = response.status_code
+            if status in (429, 503):  # as an IdP does: wait as told, then send it again
+                retry_after = float(response.headers.get("Retry-After", "1"))
         except requests.RequestException:
             status = 0
         results.put((status, time.perf_counter() - started))
-        round_ += 1
+        if retry_after:
+            time.sleep(max(0.0, min(retry_after, until - time.time())))
+        else:
+            round_ += 1
 
 
 def percentiles(samples: list[float]) -> tuple[float, float, float]:
