@@ -10,13 +10,14 @@ import logging
 import re
 from typing import Any
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from gateway.app import gateway
 from gateway.errors import Unauthorized as TokenRejected
 from gateway.scim import discovery
 from gateway.scim.bulk import run_bulk
+from gateway.scim.bulk_share import BulkShare
 from gateway.scim.errors import (
     InvalidFilter,
     InvalidSyntax,
@@ -58,6 +59,9 @@ def _scim_error(exc: ScimError) -> Response:
     headers = {}
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="scimgate"'
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after:
+        headers["Retry-After"] = str(retry_after)
     return scim_response(exc.body(), exc.status, headers)
 
 
@@ -421,10 +425,14 @@ def delete_resource(endpoint: str, resource_id: str) -> Response:
 def bulk() -> Response:
     body = json_body()
     config = gateway().config
-    result = run_bulk(
-        body,
-        db=gateway().db,
-        make_service=service,
-        max_operations=config.scim_bulk_max_operations,
-    )
+    # One per process (made on first use, after gunicorn's fork): the threads it protects are
+    # this process's.
+    share: BulkShare = current_app.extensions.setdefault("scim_bulk_share", BulkShare())
+    with share.slot(g.org_id):
+        result = run_bulk(
+            body,
+            db=gateway().db,
+            make_service=service,
+            max_operations=config.scim_bulk_max_operations,
+        )
     return scim_response(result, 200)
