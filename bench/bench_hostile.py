@@ -4,6 +4,7 @@ Parts (each is also a script of its own, with its own options):
   slow-clients  bench_hostile_slow_clients.py  /healthz and SCIM GET beside slowloris sockets
   webhooks      bench_hostile_webhooks.py      other orgs' invitation mail behind stalled receivers
   groups        bench_hostile_groups.py        one write's cost against the org's group graph
+  isolation     bench_hostile_isolation.py     another org's writes while one org sends Bulks
   logins        bench_hostile_logins.py        SCIM POST latency beside a console login flood
   filters       bench_filter_cost.py           what an oversized SCIM filter costs to refuse
 
@@ -28,6 +29,7 @@ PARTS: dict[str, list[str]] = {
     "slow-clients": ["bench_hostile_slow_clients.py"],
     "webhooks": ["bench_hostile_webhooks.py", "--smtp-latency-ms", "50"],
     "groups": ["bench_hostile_groups.py"],
+    "isolation": ["bench_hostile_isolation.py", "--seconds", "20"],
     "logins": ["bench_hostile_logins.py", "--posts", "100"],
     "filters": ["bench_filter_cost.py"],
 }

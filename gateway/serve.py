@@ -30,7 +30,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
 from gateway.config import Config
-from gateway.serve_limits import ServeLimits
+from gateway.serve_limits import APP_THREADS_KEY, ServeLimits
 
 log = logging.getLogger("gateway.serve")
 
@@ -59,6 +59,8 @@ class WsgiBridge:
         self.limits = limits
         config = getattr(app, "config", {})
         self.max_body: int | None = config.get("MAX_CONTENT_LENGTH")
+        if hasattr(config, "__setitem__"):  # the app's shares follow `serve --threads`
+            config[APP_THREADS_KEY] = limits.threads
         self._pool: ThreadPoolExecutor | None = None
 
     def _executor(self) -> ThreadPoolExecutor:

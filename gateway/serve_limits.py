@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Where the web worker tells the app how many app threads it has (read by the SCIM Bulk share).
+APP_THREADS_KEY = "GATEWAY_APP_THREADS"
+
 
 @dataclass(frozen=True)
 class ServeLimits:

@@ -99,3 +99,17 @@ def test_org_b_is_served_while_org_a_sends_more_bulks_than_its_share(served) -> 
     ok = [r for _, r in answers if r.status_code == 200]
     assert len(ok) == 2
     assert all(op["status"] == "201" for r in ok for op in r.json()["Operations"])
+
+
+def test_an_organizations_bulk_share_follows_the_workers_app_threads(app):
+    """`scimgate serve --threads 6` gives an organization 3 Bulks at once per worker, not the
+    default's 2: the web worker tells the app how many threads it has."""
+    from gateway.scim.bulk_share import bulks_per_org
+    from gateway.serve import WsgiBridge
+    from gateway.serve_limits import ServeLimits
+
+    assert bulks_per_org(app.config) == 2  # the default 4 threads, before any worker wraps it
+    WsgiBridge(app, ServeLimits(threads=6))
+    assert bulks_per_org(app.config) == 3
+    WsgiBridge(app, ServeLimits(threads=1))
+    assert bulks_per_org(app.config) == 1

@@ -19,10 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from gateway.scim.errors import ScimError
-from gateway.serve_limits import ServeLimits
+from gateway.serve_limits import APP_THREADS_KEY, ServeLimits
 
-# Half the app threads of a worker started with the defaults, and at least one.
-BULKS_PER_ORG = max(1, ServeLimits().threads // 2)
 RETRY_AFTER_SECONDS = 10  # about how long a Bulk of a few hundred operations runs
 
 
@@ -31,10 +29,16 @@ class TooManyBulks(ScimError):
     retry_after = RETRY_AFTER_SECONDS
 
 
+def bulks_per_org(app_config: dict) -> int:
+    """Half the app threads of this process's web worker (`serve --threads`, else the default),
+    and at least one."""
+    return max(1, int(app_config.get(APP_THREADS_KEY, ServeLimits().threads)) // 2)
+
+
 class BulkShare:
     """Running Bulks per organization in this process, at most `per_org` each."""
 
-    def __init__(self, per_org: int = BULKS_PER_ORG) -> None:
+    def __init__(self, per_org: int) -> None:
         self.per_org = per_org
         self._lock = threading.Lock()
         self._running: dict[str, int] = {}

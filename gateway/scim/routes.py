@@ -17,7 +17,7 @@ from gateway.app import gateway
 from gateway.errors import Unauthorized as TokenRejected
 from gateway.scim import discovery
 from gateway.scim.bulk import run_bulk
-from gateway.scim.bulk_share import BulkShare
+from gateway.scim.bulk_share import BulkShare, bulks_per_org
 from gateway.scim.errors import (
     InvalidFilter,
     InvalidSyntax,
@@ -427,7 +427,11 @@ def bulk() -> Response:
     config = gateway().config
     # One per process (made on first use, after gunicorn's fork): the threads it protects are
     # this process's.
-    share: BulkShare = current_app.extensions.setdefault("scim_bulk_share", BulkShare())
+    share: BulkShare | None = current_app.extensions.get("scim_bulk_share")
+    if share is None:
+        share = current_app.extensions.setdefault(
+            "scim_bulk_share", BulkShare(bulks_per_org(current_app.config))
+        )
     with share.slot(g.org_id):
         result = run_bulk(
             body,
