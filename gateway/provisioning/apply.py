@@ -31,6 +31,7 @@ from gateway.provisioning.plan import (
     RevokeMember,
     UpdateMember,
 )
+from gateway.store.batches import CHUNK, chunks
 from gateway.store.models import (
     Collection,
     DirectoryGroupDigest,
@@ -45,7 +46,6 @@ from gateway.store.models import (
     utcnow,
 )
 
-CHUNK = 900
 FLUSH_EVERY = 500
 
 
@@ -65,12 +65,12 @@ class _ByName(dict):
         self._asked: set[str] = set()
 
     def load(self, names: set[str]) -> None:
-        todo = sorted(names - self._asked - set(self))
-        self._asked |= set(todo)
-        for i in range(0, len(todo), CHUNK):
+        todo = names - self._asked - set(self)
+        self._asked |= todo
+        for part in chunks(todo):
             for row_id, name in self.session.execute(
                 select(self.model.id, self.model.name).where(
-                    self.model.org_id == self.org_id, self.model.name_lower.in_(todo[i : i + CHUNK])
+                    self.model.org_id == self.org_id, self.model.name_lower.in_(part)
                 )
             ):
                 self.setdefault(name.lower(), row_id)

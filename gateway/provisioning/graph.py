@@ -17,12 +17,13 @@ diff is gateway.provisioning.diff.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from sqlalchemy import String, bindparam, func, literal, null, select, union_all
 from sqlalchemy.orm import Session
 
 from gateway.provisioning.diff import GroupRow, OrgState
+from gateway.store.batches import chunks
 from gateway.store.models import (
     Collection,
     DirectoryGroup,
@@ -35,15 +36,7 @@ from gateway.store.models import (
 from mappings import DesiredGroup, DesiredMember, DirGroup, GroupIndex, Mapping
 from mappings.rules import desired_groups_named
 
-CHUNK = 900  # ids per IN (...) list: well under every database's bind-parameter limit
-
 Digest = tuple[str, str | None]  # (digest, target) of a directory group
-
-
-def chunks(values: Iterable[str], size: int = CHUNK) -> Iterator[list[str]]:
-    items = sorted(values)
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 _TEXT, _NONE, _IDS = String(), null(), bindparam("ids", expanding=True)

@@ -21,6 +21,7 @@ from gateway.errors import Conflict, NotFound
 from gateway.events import record_event
 from gateway.provisioning.plan import HOLDABLE, Change, Plan, RemoveMembership, change_from_json
 from gateway.provisioning.settings import OrgSettings
+from gateway.store.batches import chunks
 from gateway.store.models import (
     Event,
     Group,
@@ -77,16 +78,16 @@ def _judge_access_removals(
         .join(Group, Group.id == GroupCollectionAccess.group_id)
         .where(Group.org_id == org.id)
     )
-    names = sorted({c.group.lower() for c in removals})  # type: ignore[attr-defined]
+    names = {c.group.lower() for c in removals}  # type: ignore[attr-defined]
     sizes: dict[str, int] = {}
-    for i in range(0, len(names), 900):
+    for part in chunks(names):
         sizes.update(
             session.execute(
                 select(Group.name_lower, func.count(MemberGroup.member_id))
                 .outerjoin(MemberGroup, MemberGroup.group_id == Group.id)
                 .where(
                     Group.org_id == org.id,
-                    Group.name_lower.in_(names[i : i + 900]),
+                    Group.name_lower.in_(part),
                     Group.id.in_(granting),
                 )
                 .group_by(Group.id, Group.name_lower)

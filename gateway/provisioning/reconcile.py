@@ -28,11 +28,9 @@ from gateway.provisioning.diff import (
     diff_members,
 )
 from gateway.provisioning.graph import (
-    CHUNK,
     Digest,
     GroupGraph,
     OrgGroupScope,
-    chunks,
     groups_below,
     stored_targets,
 )
@@ -40,6 +38,7 @@ from gateway.provisioning.plan import AdoptGroup, Plan, RemoveMembership
 from gateway.provisioning.settings import OrgSettings, org_mapping
 from gateway.scim.filter import compile_filter
 from gateway.scim.schema import USER_TYPE
+from gateway.store.batches import CHUNK, chunks
 from gateway.store.models import (
     Collection,
     DirectoryGroup,

@@ -33,6 +33,7 @@ from gateway.scim.filter import compile_filter, sort_column
 from gateway.scim.limits import MAX_FILTER_LENGTH, MAX_START_INDEX
 from gateway.scim.patch import apply_patch
 from gateway.scim.schema import GROUP_TYPE, USER_TYPE, ResourceType
+from gateway.store.batches import chunks
 from gateway.store.models import (
     DirectoryGroup,
     DirectoryGroupMember,
@@ -47,12 +48,6 @@ LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 # Ids per statement when a membership change names many: PostgreSQL takes at most 65,535 bound
 # parameters in one statement and SQLite 32,766, and a removal binds each id twice.
 ID_CHUNK = 5_000
-
-
-def _chunks(ids: Iterable[str]) -> Iterable[list[str]]:
-    batch = sorted(ids)
-    for i in range(0, len(batch), ID_CHUNK):
-        yield batch[i : i + ID_CHUNK]
 
 
 def _groups_column(dialect: str):  # type: ignore[no-untyped-def]
@@ -619,7 +614,7 @@ class ScimService:
         # An id no database can hold names no resource (and PostgreSQL would refuse the query).
         candidates = {v for v in wanted if resources.storable(v)}
         users: set[str] = set()
-        for chunk in _chunks(candidates):
+        for chunk in chunks(candidates, ID_CHUNK):
             users.update(
                 self.session.scalars(
                     select(DirectoryUser.id).where(
@@ -628,7 +623,7 @@ class ScimService:
                 )
             )
         groups: set[str] = set()
-        for chunk in _chunks(candidates - users):
+        for chunk in chunks(candidates - users, ID_CHUNK):
             groups.update(
                 self.session.scalars(
                     select(DirectoryGroup.id).where(
@@ -653,7 +648,7 @@ class ScimService:
         if not users and not groups:
             return False
         present: set[str] = set()
-        for chunk in _chunks(users | groups):
+        for chunk in chunks(users | groups, ID_CHUNK):
             # Ids are unique across users and groups (new_id), so one list serves both columns.
             present.update(
                 self.session.scalars(
@@ -685,7 +680,7 @@ class ScimService:
         if not ids:
             return False
         removed = []
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids, ID_CHUNK):
             removed += self.session.execute(
                 delete(DirectoryGroupMember)
                 .where(
