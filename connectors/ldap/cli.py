@@ -2,7 +2,8 @@
 connectors from the command line.
 
 Does: store the validated YAML (`ldap set`), show it (`ldap show`), check a connection step by
-step (`ldap test`), dry-run and run a sync (`sync plan`, `sync run`), list past runs (`sync
+step (`ldap test`), dry-run and run a sync (`sync plan`, `sync run`: the Plan's summary by kind
+from gateway.provisioning.summary, then the details), list past runs and their warnings (`sync
 history`). Does not: hold sync logic (sync.py) or formatting helpers (gateway.cli's are used).
 Registered on the `scimgate` group by `register(main)`.
 """

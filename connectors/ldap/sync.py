@@ -4,7 +4,8 @@ the difference into the directory layer and hand it to the engine, in one transa
 Does: choose full or delta (a full sync when there is no cursor, when the DC changed or was
 restored, and every `full_sync_interval`), keep the delta cursor (AD: highestCommittedUSN of the
 DC it read from and that DC's invocationId; OpenLDAP: modifyTimestamp), record the run in
-`sync_runs`, and run a dry run (`plan`) whose writes are rolled back. Reading completes before
+`sync_runs` and as a `sync.completed` / `sync.failed` event (with its duration in /metrics), and
+run a dry run (`plan`) whose writes are rolled back. Reading completes before
 anything is written: any error, time limit, size limit or partial result fails the run, nothing is
 deprovisioned, the failure is recorded and the next run retries.
 Does not: schedule runs or take locks (schedule.py), nor decide what a change means for members
@@ -40,6 +41,9 @@ from gateway.errors import GatewayError
 from gateway.events import record_event
 from gateway.metrics import observe_sync_run
 from gateway.provisioning import DirectoryChange, directory_changed
+from gateway.provisioning.apply import ApplyResult
+from gateway.provisioning.engine import plan_summary
+from gateway.provisioning.plan import Plan
 from gateway.provisioning.summary import PlanSummary
 from gateway.store import Database
 from gateway.store.models import DirectoryUser, Organization, SyncRun, utcnow
@@ -400,10 +404,6 @@ def _write(
     dry_run: bool,
     started: datetime,
 ) -> SyncResult:
-    from gateway.provisioning.apply import ApplyResult
-    from gateway.provisioning.engine import plan_summary
-    from gateway.provisioning.plan import Plan
-
     summary_of_plan: PlanSummary | None = None
     with db.sessions() as session:
         session.begin()
@@ -431,8 +431,9 @@ def _write(
                     summary_of_plan = plan_summary(session, org, plan, cfg.source)
                 session.rollback()
             else:
-                applied = directory_changed(session, change)
-                if applied is not None and applied.held:
+                # Nothing changed in the directory layer: nothing applied, an empty Plan.
+                applied = directory_changed(session, change) or ApplyResult(plan=Plan(org_id))
+                if applied.held:
                     held, hold_reason = len(applied.held), applied.hold_reason
                     counts["held"] = held
                     counts["hold_reason"] = hold_reason
@@ -440,9 +441,7 @@ def _write(
                 if pending:
                     counts["pending_holds"] = pending
                 org = session.get(Organization, org_id)
-                assert org is not None
-                applied = applied or ApplyResult(plan=Plan(org_id=org_id))
-                assert applied.plan is not None
+                assert org is not None and applied.plan is not None
                 plan = applied.plan
                 summary_of_plan = plan_summary(session, org, plan, cfg.source, applied=applied)
                 counts["plan"] = summary_of_plan.counts()

@@ -157,7 +157,11 @@ def _details(s: PlanSummary, limit: int | None, *, applied: bool, named: bool) -
     held = "Held, not applied" if applied else "Held if applied (the guard)"
     sections += [
         (held, s.hold_reason or "", [(c.kind, c.target(), c.detail()) for c in s.held]),
-        ("Skipped", "", [(c.kind, c.target(), reason) for c, reason in s.skipped]),
+        (
+            "Skipped",
+            "",
+            [(c.kind, f"{c.target()} {c.detail()}".rstrip(), reason) for c, reason in s.skipped],
+        ),
         ("Problems", "", [("problem", p, "") for p in s.problems]),
     ]
     shown = [

@@ -271,3 +271,17 @@ def test_sync_history_shows_warnings_without_json(cli_env, slapd, openldap):
     history = invoke(sync, "history", "--org", "Acme").output
     assert "Warnings" in history.splitlines()[0]
     assert "skipped uid=nomail" in history and "no e-mail (mail) and no e-mail fallback" in history
+
+
+def test_a_scheduled_run_that_fails_is_logged_once(cli_env, slapd, openldap, caplog):
+    """The worker has no terminal: its log says it, once, naming the organization."""
+    from connectors.ldap.schedule import run_due_connectors
+
+    db = cli_env
+    configure(
+        db, {"down": openldap_connector(slapd, openldap.base, servers=["ldap://127.0.0.1:1"])}
+    )
+    (outcome,) = run_due_connectors(db)
+    assert "cannot connect to 127.0.0.1:1" in outcome.error
+    failures = [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].startswith("LDAP connector down of Acme: the run")
