@@ -17,6 +17,7 @@ import click
 from gateway.config import Config, ConfigError
 from gateway.errors import GatewayError
 from gateway.store import Database, SchemaState
+from gateway.tables import table_lines
 
 
 class CliContext:
@@ -84,12 +85,28 @@ def print_json(data: Any) -> None:
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    rows = [["" if v is None else str(v) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    click.echo(line.rstrip())
-    for row in rows:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    for line in table_lines(headers, rows):
+        click.echo(line)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def limit_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`--limit N` and `--all`: how many of each kind of change a command lists; the command
+    gets `limit` (None: all). JSON output is never cut."""
+
+    @click.option(
+        "--limit",
+        "limit",
+        type=click.IntRange(min=0),
+        default=20,
+        show_default=True,
+        help="Changes listed per kind.",
+    )
+    @click.option("--all", "show_all", is_flag=True, help="List every change.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, limit: int, show_all: bool, **kwargs: Any) -> Any:
+        return fn(*args, limit=None if show_all else limit, **kwargs)
+
+    return wrapper

@@ -2,7 +2,8 @@
 connectors from the command line.
 
 Does: store the validated YAML (`ldap set`), show it (`ldap show`), check a connection step by
-step (`ldap test`), dry-run and run a sync (`sync plan`, `sync run`), list past runs (`sync
+step (`ldap test`), dry-run and run a sync (`sync plan`, `sync run`: the Plan's summary by kind
+from gateway.provisioning.summary, then the details), list past runs and their warnings (`sync
 history`). Does not: hold sync logic (sync.py) or formatting helpers (gateway.cli's are used).
 Registered on the `scimgate` group by `register(main)`.
 """
@@ -20,12 +21,14 @@ from gateway.cli_context import (
     CliContext,
     handle_errors,
     json_option,
+    limit_options,
     pass_ctx,
     print_json,
     print_table,
 )
 from gateway.events import record_event
 from gateway.provisioning.guard import EXIT_HELD, held_notice
+from gateway.provisioning.summary import render
 
 
 def register(main: click.Group) -> None:
@@ -169,21 +172,17 @@ def sync() -> None:
     """Directory syncs of LDAP connectors: dry run, run, history."""
 
 
-def _print_summary(result: Any) -> None:
+def _print_summary(result: Any, limit: int | None) -> None:
+    """The Plan's summary table and its changes by kind, then what the directory layer took in
+    (each list at most `limit` long; None: all)."""
     s = result.summary
     click.echo(
         f"Connector {result.connector}: {result.kind} sync{' (dry run)' if result.dry_run else ''}"
     )
-    if result.plan is not None:
-        rows = result.plan.rows()
-        click.echo(f"  Plan ({len(rows)} change(s)){':' if rows else ': nothing to do'}")
-        for kind, target, detail in rows[:200]:
-            click.echo(f"    {kind:<22} {target}  {detail}".rstrip())
-        if len(rows) > 200:
-            click.echo(f"    ... and {len(rows) - 200} more")
-        for problem in getattr(result.plan, "problems", ())[:20]:
-            click.echo(f"    problem: {problem}")
-        click.echo("  Directory layer:")
+    if result.plan_summary is not None:
+        for line in render([result.plan_summary], limit=limit, applied=not result.dry_run):
+            click.echo(f"  {line}")
+    click.echo("  Directory layer:")
     sections = [
         ("users to add" if result.dry_run else "users added", s.users_added),
         (
@@ -199,18 +198,18 @@ def _print_summary(result: Any) -> None:
         ("groups to remove" if result.dry_run else "groups removed", s.groups_removed),
         ("members added to", [f"{g}: +{n}" for g, n in sorted(s.members_added.items())]),
         ("members removed from", [f"{g}: -{n}" for g, n in sorted(s.members_removed.items())]),
+        ("warnings", s.warnings),
     ]
     if not s:
-        click.echo("  no changes")
+        click.echo("    no changes")
     for title, items in sections:
         if items:
-            click.echo(f"  {title} ({len(items)}):")
-            for item in items[:50]:
-                click.echo(f"    {item}")
-            if len(items) > 50:
-                click.echo(f"    ... and {len(items) - 50} more")
-    for warning in s.warnings[:20]:
-        click.echo(f"  warning: {warning}")
+            click.echo(f"    {title} ({len(items)}):")
+            shown = items if limit is None else items[:limit]
+            for item in shown:
+                click.echo(f"      {item}")
+            if len(items) > len(shown):
+                click.echo(f"      ... {len(items) - len(shown)} more (use --all)")
 
 
 def _run(
@@ -220,6 +219,7 @@ def _run(
     full: bool,
     dry_run: bool,
     as_json: bool,
+    limit: int | None,
 ) -> None:
     from connectors.ldap.schedule import connector_lock
     from connectors.ldap.sync import SyncFailed, sync_connector
@@ -268,10 +268,14 @@ def _run(
                     "held": result.held,
                     "hold_reason": result.hold_reason,
                     "pending_holds": result.pending_holds,
+                    "summary": (
+                        result.plan_summary.to_json() if result.plan_summary is not None else None
+                    ),
+                    "warnings": result.summary.warnings,
                 }
             )
         else:
-            _print_summary(result)
+            _print_summary(result, limit)
             if dry_run:
                 click.echo("  (dry run: nothing was changed)")
         if result.held or result.pending_holds:
@@ -292,31 +296,45 @@ def _run(
 @org_option
 @connector_option
 @click.option("--full", is_flag=True, help="Read everything, as the periodic full sync does.")
+@limit_options
 @json_option
 @pass_ctx
 @handle_errors
 def sync_plan(
-    ctx: CliContext, org_key: str, connector_name: str | None, full: bool, as_json: bool
+    ctx: CliContext,
+    org_key: str,
+    connector_name: str | None,
+    full: bool,
+    as_json: bool,
+    limit: int | None,
 ) -> None:
-    """Dry run: read the directory and print what a sync would change; change nothing."""
-    _run(ctx, org_key, connector_name, full, True, as_json)
+    """Dry run: read the directory and print what a sync would change, starting with a summary
+    by kind (and what the guard would hold); change nothing."""
+    _run(ctx, org_key, connector_name, full, True, as_json, limit)
 
 
 @sync.command("run")
 @org_option
 @connector_option
 @click.option("--full", is_flag=True, help="A full sync (finds deleted users and groups).")
+@limit_options
 @json_option
 @pass_ctx
 @handle_errors
 def sync_run(
-    ctx: CliContext, org_key: str, connector_name: str | None, full: bool, as_json: bool
+    ctx: CliContext,
+    org_key: str,
+    connector_name: str | None,
+    full: bool,
+    as_json: bool,
+    limit: int | None,
 ) -> None:
-    """Sync now and apply the result (the mass-deprovisioning guard applies).
+    """Sync now and apply the result (the mass-deprovisioning guard applies); then print a
+    summary of what was applied and what was held, and why.
 
     Exit status: 0 applied, 1 a sync failed, 3 the guard held changes in this run or earlier
     ones still wait for a decision (review with `scimgate held --org ORG`)."""
-    _run(ctx, org_key, connector_name, full, False, as_json)
+    _run(ctx, org_key, connector_name, full, False, as_json, limit)
 
 
 @sync.command("history")
@@ -355,6 +373,7 @@ def sync_history(
                     "finished_at": r.finished_at,
                     "counts": r.counts,
                     "error": r.error,
+                    "warnings": (r.counts or {}).get("first_warnings", []),
                 }
                 for r in runs
             ]
@@ -364,7 +383,7 @@ def sync_history(
         click.echo(f"No sync runs yet for {org.name}.")
         return
     print_table(
-        ["Id", "Connector", "Kind", "Started", "Finished", "Result", "Counts", "Error"],
+        ["Id", "Connector", "Kind", "Started", "Finished", "Result", "Counts", "Warnings", "Error"],
         [
             (
                 r.id,
@@ -374,11 +393,24 @@ def sync_history(
                 _when(r.finished_at),
                 r.status,
                 _counts(r.counts),
+                (r.counts or {}).get("warnings") or "",
                 (r.error or "").splitlines()[0][:100] if r.error else "",
             )
             for r in runs
         ],
     )
+    for r in runs:
+        counts = r.counts or {}
+        if counts.get("warnings"):
+            click.echo(f"\nRun {r.id} ({r.connector}, {_when(r.started_at)}): warnings")
+            for warning in counts.get("first_warnings", [])[:WARNINGS_SHOWN]:
+                click.echo(f"  {warning}")
+            if counts["warnings"] > WARNINGS_SHOWN:
+                more = counts["warnings"] - WARNINGS_SHOWN
+                click.echo(f"  ... {more} more (the run's first 20: sync history --json)")
+
+
+WARNINGS_SHOWN = 5  # per run in `sync history`
 
 
 def _when(value: Any) -> str:
@@ -397,6 +429,7 @@ def _counts(counts: dict | None) -> str:
         "groups_removed": "-g",
         "memberships_added": "+m",
         "memberships_removed": "-m",
+        "held": "held ",
     }
     parts = [f"read {counts.get('users_read', 0)}u"]
     parts += [f"{label}{counts[k]}" for k, label in short.items() if counts.get(k)]

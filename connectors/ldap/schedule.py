@@ -120,8 +120,25 @@ def run_due_connectors(
                 outcome.skipped = str(exc)
             except SyncFailed as exc:
                 outcome.error = str(exc)
+                cause = exc.__cause__
+                log.warning(
+                    "LDAP connector %s of %s: the run failed: %s",
+                    cfg.name,
+                    org_name,
+                    exc,
+                    # A bug, not the directory: its traceback belongs in the log.
+                    exc_info=None if isinstance(cause, GatewayError) else cause,
+                )
             except GatewayError as exc:  # e.g. the password variable is missing
                 outcome.error = str(exc)
                 log.error("LDAP connector %s of %s: %s", cfg.name, org_name, exc)
+            if outcome.result is not None and outcome.result.held:
+                log.warning(
+                    "LDAP connector %s of %s: %d change(s) held by the guard: %s",
+                    cfg.name,
+                    org_name,
+                    outcome.result.held,
+                    outcome.result.hold_reason,
+                )
             outcomes.append(outcome)
     return outcomes

@@ -4,7 +4,8 @@ the difference into the directory layer and hand it to the engine, in one transa
 Does: choose full or delta (a full sync when there is no cursor, when the DC changed or was
 restored, and every `full_sync_interval`), keep the delta cursor (AD: highestCommittedUSN of the
 DC it read from and that DC's invocationId; OpenLDAP: modifyTimestamp), record the run in
-`sync_runs`, and run a dry run (`plan`) whose writes are rolled back. Reading completes before
+`sync_runs` and as a `sync.completed` / `sync.failed` event (with its duration in /metrics), and
+run a dry run (`plan`) whose writes are rolled back. Reading completes before
 anything is written: any error, time limit, size limit or partial result fails the run, nothing is
 deprovisioned, the failure is recorded and the next run retries.
 Does not: schedule runs or take locks (schedule.py), nor decide what a change means for members
@@ -14,6 +15,7 @@ Does not: schedule runs or take locks (schedule.py), nor decide what a change me
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,9 +38,15 @@ from connectors.ldap.reader import (
     unknown_member_dns,
 )
 from gateway.errors import GatewayError
+from gateway.events import record_event
+from gateway.metrics import observe_sync_run
 from gateway.provisioning import DirectoryChange, directory_changed
+from gateway.provisioning.apply import ApplyResult
+from gateway.provisioning.engine import plan_summary
+from gateway.provisioning.plan import Plan
+from gateway.provisioning.summary import PlanSummary
 from gateway.store import Database
-from gateway.store.models import DirectoryUser, SyncRun, utcnow
+from gateway.store.models import DirectoryUser, Organization, SyncRun, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +75,8 @@ class SyncResult:
     held: int = 0  # changes the guard held in this run instead of applying
     hold_reason: str | None = None
     pending_holds: int = 0  # the organization's held changes waiting for a decision after it
+    # What the run applied and held (a dry run: would apply and would hold), by category.
+    plan_summary: PlanSummary | None = None
 
 
 # --- choosing full or delta -------------------------------------------------------------------
@@ -275,8 +285,11 @@ def sync_connector(
     dry_run: bool = False,
     progress: Progress | None = None,
 ) -> SyncResult:
-    """Run one sync. The caller holds the connector's lock (schedule.connector_lock)."""
+    """Run one sync. The caller holds the connector's lock (schedule.connector_lock). A run
+    that changes something (not a dry run) records a `sync.completed` or `sync.failed` event
+    and its duration in /metrics; a failure raises SyncFailed, for the caller to report."""
     now = utcnow()
+    clock = time.monotonic()
     with db.read() as session:
         chosen, cursor = choose_kind(session, org_id, cfg, now)
         known_users = set(
@@ -318,22 +331,66 @@ def sync_connector(
             run_id = run.id
     try:
         ran, read, next_cursor = read_directory(cfg, chosen, cursor, known_users, progress)
-        result = _write(db, org_id, cfg, read, ran, next_cursor, run_id, dry_run)
+        result = _write(db, org_id, cfg, read, ran, next_cursor, run_id, dry_run, now)
     except Exception as exc:
+        # Not logged here: the caller reports it once (the scheduler logs it, the CLI prints it).
         message = str(exc) if isinstance(exc, GatewayError) else f"{exc.__class__.__name__}: {exc}"
-        if not isinstance(exc, GatewayError):
-            log.exception("LDAP connector %s: the run failed", cfg.name)
-        else:
-            log.warning("LDAP connector %s: the run failed: %s", cfg.name, message)
         if run_id is not None:
+            finished = utcnow()
             with db.transaction() as session:
                 session.execute(
                     update(SyncRun)
                     .where(SyncRun.id == run_id)
-                    .values(status="failed", finished_at=utcnow(), error=message[:4000])
+                    .values(status="failed", finished_at=finished, error=message[:4000])
                 )
+                _record_run(
+                    session,
+                    org_id,
+                    cfg,
+                    "sync.failed",
+                    run_id,
+                    chosen,
+                    now,
+                    finished,
+                    {"error": message[:4000]},
+                )
+            observe_sync_run(chosen, "failed", time.monotonic() - clock)
         raise SyncFailed(message, run_id) from exc
+    if run_id is not None:
+        observe_sync_run(ran, "held" if result.held else "succeeded", time.monotonic() - clock)
     return result
+
+
+def _record_run(
+    session,  # type: ignore[no-untyped-def]
+    org_id: str,
+    cfg: ConnectorConfig,
+    type_: str,
+    run_id: int,
+    kind: str,
+    started: datetime,
+    finished: datetime,
+    detail: dict,
+) -> None:
+    """The run's own event (`sync.completed` / `sync.failed`), beside its sync_runs row."""
+    record_event(
+        session,
+        org_id=org_id,
+        actor=cfg.source,
+        type=type_,
+        target_type="connector",
+        target_id=cfg.name,
+        detail={
+            "run_id": run_id,
+            "connector": cfg.name,
+            "kind": kind,
+            "started_at": started.isoformat(),
+            "finished_at": finished.isoformat(),
+            "duration_seconds": round((finished - started).total_seconds(), 3),
+            **detail,
+        },
+        at=finished,
+    )
 
 
 def _write(
@@ -345,7 +402,9 @@ def _write(
     next_cursor: dict,
     run_id: int | None,
     dry_run: bool,
+    started: datetime,
 ) -> SyncResult:
+    summary_of_plan: PlanSummary | None = None
     with db.sessions() as session:
         session.begin()
         try:
@@ -366,34 +425,58 @@ def _write(
                 planner = _engine_plan()
                 if planner is not None:
                     # The whole organization's Plan against the directory layer as this run
-                    # would leave it; then everything rolls back.
-                    plan = planner(session, org_id)[1]
+                    # would leave it, and what the guard would hold of it; then everything
+                    # rolls back.
+                    org, plan = planner(session, org_id)
+                    summary_of_plan = plan_summary(session, org, plan, cfg.source)
                 session.rollback()
             else:
-                applied = directory_changed(session, change)
-                if applied is not None and applied.held:
+                # Nothing changed in the directory layer: nothing applied, an empty Plan.
+                applied = directory_changed(session, change) or ApplyResult(plan=Plan(org_id))
+                if applied.held:
                     held, hold_reason = len(applied.held), applied.hold_reason
                     counts["held"] = held
                     counts["hold_reason"] = hold_reason
-                    log.warning(
-                        "LDAP connector %s: %d deprovisioning(s) held by the guard: %s",
-                        cfg.name,
-                        held,
-                        hold_reason,
-                    )
                 pending = _pending_holds(session, org_id)
                 if pending:
                     counts["pending_holds"] = pending
+                org = session.get(Organization, org_id)
+                assert org is not None and applied.plan is not None
+                plan = applied.plan
+                summary_of_plan = plan_summary(session, org, plan, cfg.source, applied=applied)
+                counts["plan"] = summary_of_plan.counts()
+                finished = utcnow()
                 session.execute(
                     update(SyncRun)
                     .where(SyncRun.id == run_id)
                     .values(
                         status="succeeded",
                         kind=kind,
-                        finished_at=utcnow(),
+                        finished_at=finished,
                         counts=counts,
                         cursor=next_cursor,
                     )
+                )
+                assert run_id is not None
+                _record_run(
+                    session,
+                    org_id,
+                    cfg,
+                    "sync.completed",
+                    run_id,
+                    kind,
+                    started,
+                    finished,
+                    {
+                        "counts": counts["plan"],
+                        "directory": {k: v for k, v in summary.counts().items() if v},
+                        "users_read": counts["users_read"],
+                        "held": held,
+                        "hold_reason": hold_reason,
+                        "pending_holds": pending,
+                        "warnings": summary.warnings[:20],
+                        "warning_count": len(summary.warnings),
+                    },
                 )
                 session.commit()
         except BaseException:
@@ -412,4 +495,5 @@ def _write(
         held,
         hold_reason,
         pending,
+        summary_of_plan,
     )

@@ -54,6 +54,7 @@ class ApplyResult:
     applied: int = 0
     held: list[HeldChange] = field(default_factory=list)
     hold_reason: str | None = None
+    plan: Plan | None = None  # what was applied, with what was held (for its summary)
 
 
 class _ByName(dict):
@@ -368,7 +369,7 @@ def apply(
     """Apply `plan` as `actor` (scim, ldap:<connector>, admin:<id>, system). With `guarded`, the
     deprovisioning guard may hold some changes back; `window` counts the actor's deprovisionings
     of the last hour too (SCIM, whose changes arrive one request at a time)."""
-    result = ApplyResult()
+    result = ApplyResult(plan=plan)
     changes = list(plan.changes)
     if guarded:
         verdict = guard.judge(session, org, plan, actor, window=window)

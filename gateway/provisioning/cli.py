@@ -14,6 +14,7 @@ from gateway.cli_context import (
     CliContext,
     handle_errors,
     json_option,
+    limit_options,
     pass_ctx,
     print_json,
     print_table,
@@ -22,6 +23,7 @@ from gateway.errors import InvalidInput
 from gateway.events import record_event
 from gateway.provisioning.guard import EXIT_HELD, held_notice
 from gateway.provisioning.plan import Plan
+from gateway.provisioning.summary import PlanSummary, render
 from mappings import MappingError, dump_mapping
 from mappings.schema import DEFAULT_TEXT
 
@@ -45,27 +47,28 @@ def _parse(text: str, path: str):  # type: ignore[no-untyped-def]
 
 
 def echo_plan(
-    plan: Plan, *, as_json: bool, applied: bool | None = None, extra: dict | None = None
+    plan: Plan,
+    summary: PlanSummary,
+    *,
+    as_json: bool,
+    limit: int | None,
+    applied: bool | None = None,
+    extra: dict | None = None,
 ) -> None:
+    """The Plan's summary table and its changes by kind (at most `limit` of each), or all of it
+    as JSON."""
     if as_json:
         print_json(
             {
                 **plan.to_json(),
+                "summary": summary.to_json(),
                 **({"applied": applied} if applied is not None else {}),
                 **(extra or {}),
             }
         )
         return
-    if plan.changes:
-        print_table(["Change", "Target", "Detail"], plan.rows())
-        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(plan.counts().items()))
-        click.echo(f"\n{len(plan.changes)} changes ({counts}).")
-    else:
-        click.echo("No changes: the organization matches its directory and mapping.")
-    for change, reason in plan.skipped:
-        click.echo(f"Skipped {change.kind} {change.target()}: {reason}")
-    for problem in plan.problems:
-        click.echo(f"Problem: {problem}")
+    for line in render([summary], limit=limit, applied=bool(applied)):
+        click.echo(line)
 
 
 # --- mapping ------------------------------------------------------------------------------------
@@ -126,13 +129,16 @@ def mapping_show(ctx: CliContext, org_key: str, as_json: bool) -> None:
 @click.option("--org", "org_key", required=True, help="Organization id or name.")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--apply", "apply_now", is_flag=True, help="Store the mapping and apply its Plan.")
+@limit_options
 @json_option
 @pass_ctx
 @handle_errors
-def mapping_set(ctx: CliContext, org_key: str, file: str, apply_now: bool, as_json: bool) -> None:
+def mapping_set(
+    ctx: CliContext, org_key: str, file: str, apply_now: bool, as_json: bool, limit: int | None
+) -> None:
     """Print the Plan a new mapping would cause; store it and apply the Plan only with --apply."""
     from gateway.orgs import find_org
-    from gateway.provisioning.engine import set_mapping
+    from gateway.provisioning.engine import plan_summary, set_mapping
 
     text = _read(file)
     _parse(text, file)
@@ -140,10 +146,13 @@ def mapping_set(ctx: CliContext, org_key: str, file: str, apply_now: bool, as_js
     with db.transaction() as session:
         org = find_org(session, org_key)
         outcome = set_mapping(session, org, text, ADMIN, apply_now=apply_now)
+        summary = plan_summary(session, org, outcome.plan, ADMIN, applied=outcome.applied)
     held = outcome.applied.held if outcome.applied else []
     echo_plan(
         outcome.plan,
+        summary,
         as_json=as_json,
+        limit=limit,
         applied=apply_now,
         extra={"held": [h.id for h in held]} if as_json else None,
     )
@@ -252,24 +261,28 @@ def mapping_settings(
 @click.command("plan")
 @click.option("--org", "org_key", required=True, help="Organization id or name.")
 @click.option("--apply", "apply_now", is_flag=True, help="Apply the Plan (as admin:cli).")
+@limit_options
 @json_option
 @pass_ctx
 @handle_errors
-def plan(ctx: CliContext, org_key: str, apply_now: bool, as_json: bool) -> None:
+def plan(ctx: CliContext, org_key: str, apply_now: bool, as_json: bool, limit: int | None) -> None:
     """Full reconcile: what the organization should change to match its directory and mapping.
 
     With --apply, exit status 3 when the guard held changes (none of them was
     applied; review them with `scimgate held --org ORG`)."""
     from gateway.provisioning.apply import apply
-    from gateway.provisioning.engine import plan_org
+    from gateway.provisioning.engine import plan_org, plan_summary
 
     db = ctx.current_db()
     with db.transaction() if apply_now else db.read() as session:
         org, computed = plan_org(session, org_key, to_apply=apply_now)
         result = apply(session, org, computed, ADMIN) if apply_now else None
+        summary = plan_summary(session, org, computed, ADMIN, applied=result)
     echo_plan(
         computed,
+        summary,
         as_json=as_json,
+        limit=limit,
         applied=apply_now if apply_now else None,
         extra={"held": [h.id for h in result.held]} if as_json and result else None,
     )

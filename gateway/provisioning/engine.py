@@ -23,6 +23,7 @@ from gateway.provisioning.reconcile import (
     reconcile_users,
 )
 from gateway.provisioning.settings import parse_mapping, store_mapping
+from gateway.provisioning.summary import PlanSummary, summarize
 from gateway.store.models import (
     DirectoryGroup,
     DirectoryGroupMember,
@@ -136,6 +137,27 @@ def plan_org(
     if to_apply:
         lock_org(session, org.id)
     return org, reconcile_full(session, org)
+
+
+def plan_summary(
+    session: Session,
+    org: Organization,
+    plan: Plan,
+    actor: str,
+    *,
+    applied: ApplyResult | None = None,
+    window: bool = False,
+) -> PlanSummary:
+    """`plan`'s summary: with `applied`, what apply held of it; otherwise (a dry run) what the
+    guard would hold if `actor` applied it now."""
+    if applied is not None:
+        held = [guard.held_change(h) for h in applied.held]
+        reason = applied.hold_reason
+    else:
+        verdict = guard.judge(session, org, plan, actor, window=window)
+        held, reason = verdict.held, verdict.reason
+    earlier = guard.pending_count(session, org.id) - (len(applied.held) if applied else 0)
+    return summarize(plan, org.name, held=held, hold_reason=reason, pending_holds=earlier)
 
 
 @dataclass
