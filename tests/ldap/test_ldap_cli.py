@@ -111,6 +111,29 @@ def test_config_search_bases_are_a_string_or_a_list():
         load_yaml(base + "    user_base: []\n")
 
 
+def test_mapping_email_rules_beat_preset_defaults_not_the_connectors_own_keys():
+    from connectors.ldap.config import with_mapping_email
+    from mappings import load_mapping
+
+    rules = load_mapping(
+        "attributes:\n  ldap: {email_attribute: userPrincipalName,"
+        " email_prefix_attribute: employeeID, email_suffix: corp.example}\n"
+    )
+    base = (
+        "connectors:\n  c:\n    preset: ad\n    servers: [ldaps://dc1]\n    base_dn: DC=corp\n"
+        "    bind: {user: svc, password_env: PW}\n"
+    )
+    preset_only = with_mapping_email(load_yaml(base)[1]["c"], rules)
+    assert preset_only.attributes.email == "userPrincipalName"
+    assert preset_only.attributes.email_prefix == "employeeID"
+    assert preset_only.email_suffix == "@corp.example"
+    assert "userPrincipalName" in preset_only.user_attributes()
+    own = load_yaml(base + "    attributes: {email: mail}\n    email_suffix: own.example\n")
+    kept = with_mapping_email(own[1]["c"], rules)
+    assert kept.attributes.email == "mail" and kept.email_suffix == "@own.example"
+    assert kept.attributes.email_prefix == "sAMAccountName"  # the preset's, with its own suffix
+
+
 def test_cli_set_show_test_plan_run_history(cli_env, slapd, openldap, tmp_path):
     db = cli_env
     people, groups = f"ou=people,{openldap.base}", f"ou=groups,{openldap.base}"
