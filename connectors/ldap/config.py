@@ -11,9 +11,11 @@ Passwords never appear in the configuration: only `password_env: NAME` or `passw
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +308,24 @@ class ConnectorConfig:
                 f"connector {self.name}: cannot read password_file {self.password_file}: "
                 f"{exc.strerror}"
             ) from None
+
+    def read_fingerprint(self) -> str:
+        """What decides which entries a read returns and how they become users and groups. A
+        delta continues only from a run with the same fingerprint: after a new search base,
+        filter or e-mail rule, unchanged entries must be read again (a full sync)."""
+        what = [
+            self.base_dn,
+            self.user_base,
+            self.user_filter,
+            self.group_base,
+            self.group_filter,
+            asdict(self.attributes),
+            self.email_suffix,
+            asdict(self.disabled) if self.disabled else None,
+            self.nested_groups,
+            self.primary_group,
+        ]
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
     def user_attributes(self) -> list[str]:
         """Only what the sync needs, never `*`."""

@@ -132,6 +132,9 @@ def test_mapping_email_rules_beat_preset_defaults_not_the_connectors_own_keys():
     kept = with_mapping_email(own[1]["c"], rules)
     assert kept.attributes.email == "mail" and kept.email_suffix == "@own.example"
     assert kept.attributes.email_prefix == "sAMAccountName"  # the preset's, with its own suffix
+    # New rules read users differently: the next run is a full sync, not a delta.
+    assert preset_only.read_fingerprint() != load_yaml(base)[1]["c"].read_fingerprint()
+    assert load_yaml(base)[1]["c"].read_fingerprint() == load_yaml(base)[1]["c"].read_fingerprint()
 
 
 def test_cli_set_show_test_plan_run_history(cli_env, slapd, openldap, tmp_path):
