@@ -83,7 +83,7 @@ def ldap() -> None:
 @handle_errors
 def ldap_set(ctx: CliContext, org_key: str, file: Path) -> None:
     """Validate FILE (YAML) and store it as the organization's LDAP configuration."""
-    from connectors.ldap.config import SETTINGS_KEY, load_yaml
+    from connectors.ldap.config import SETTINGS_KEY, configuration_warnings, load_yaml
     from gateway.orgs import find_org
 
     document, connectors = load_yaml(file.read_text())
@@ -101,10 +101,8 @@ def ldap_set(ctx: CliContext, org_key: str, file: Path) -> None:
         )
         name = org.name
     for cfg in connectors.values():
-        if not cfg.tls_verify:
-            click.echo(
-                f"warning: connector {cfg.name}: TLS certificate verification is OFF", err=True
-            )
+        for warning in configuration_warnings(cfg):
+            click.echo(f"warning: connector {cfg.name}: {warning}", err=True)
     click.echo(
         f"Stored {len(connectors)} LDAP connector(s) for {name}: {', '.join(sorted(connectors))}"
     )

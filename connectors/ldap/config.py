@@ -1,8 +1,10 @@
 """The LDAP connector configuration: an organization's YAML, validated, with presets.
 
 Does: parse and validate the YAML (marshmallow) into `ConnectorConfig` objects with clear errors
-("connectors.corp.page_size: ..."), fill in the `ad` / `openldap` presets, and read the bind
-password from its environment variable or file when a connection needs it. Does not: connect to
+("connectors.corp.page_size: ...", an unknown key with the keys allowed there), fill in the
+`ad` / `openldap` presets, apply the mapping's LDAP e-mail rules, say what a configuration allows
+but risks (`configuration_warnings`), and read the bind password from its environment variable
+or file when a connection needs it. Does not: connect to
 anything or store anything (the CLI keeps the validated JSON in Organization.settings).
 
 Passwords never appear in the configuration: only `password_env: NAME` or `password_file: PATH`.
@@ -582,10 +584,34 @@ def pick(
     return [connectors[name]]
 
 
+def configuration_warnings(cfg: ConnectorConfig) -> list[str]:
+    """What the configuration allows but an admin should know before trusting it."""
+    warnings = []
+    if not cfg.tls_verify:
+        warnings.append(
+            "TLS certificate verification is OFF (tls.verify: false): the directory server's "
+            "identity is not checked"
+        )
+    warnings += [
+        f"{url}: the bind password crosses the network in clear text (plain ldap:// without "
+        "start_tls); use ldaps:// or set start_tls: true"
+        for url in cfg.servers
+        if url.startswith("ldap://") and not cfg.start_tls
+    ]
+    if cfg.disabled is None:
+        warnings.append(
+            "no `disabled:` rule: accounts disabled in the directory are provisioned as active; "
+            "set disabled: {attribute: ATTRIBUTE, values: [VALUE, ...]} (for example "
+            "{attribute: pwdAccountLockedTime} with the ppolicy overlay: present means disabled)"
+        )
+    return warnings
+
+
 __all__ = [
     "PRESETS",
     "SETTINGS_KEY",
     "ConnectorConfig",
+    "configuration_warnings",
     "load_yaml",
     "org_connectors",
     "parse_connector",

@@ -14,7 +14,7 @@ from itertools import islice
 
 from ldap3 import BASE
 
-from connectors.ldap.config import ConnectorConfig
+from connectors.ldap.config import ConnectorConfig, configuration_warnings
 from connectors.ldap.connection import Bound, LdapError, open_one
 from connectors.ldap.reader import Reader
 from gateway.errors import GatewayError
@@ -126,20 +126,3 @@ def diagnose(cfg: ConnectorConfig, *, sample: int = 3) -> Report:
     finally:
         bound.close()
     return report
-
-
-def configuration_warnings(cfg: ConnectorConfig) -> list[str]:
-    """What the configuration allows but an admin should know before trusting it."""
-    warnings = [
-        f"{url}: the bind password crosses the network in clear text (plain ldap:// without "
-        "start_tls); use ldaps:// or set start_tls: true"
-        for url in cfg.servers
-        if url.startswith("ldap://") and not cfg.start_tls
-    ]
-    if cfg.disabled is None:
-        warnings.append(
-            "no `disabled:` rule: accounts disabled in the directory are provisioned as active; "
-            "set disabled: {attribute: ATTRIBUTE, values: [VALUE, ...]} (for example "
-            "{attribute: pwdAccountLockedTime} with the ppolicy overlay: present means disabled)"
-        )
-    return warnings

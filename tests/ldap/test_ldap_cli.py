@@ -154,6 +154,7 @@ def test_cli_set_show_test_plan_run_history(cli_env, slapd, openldap, tmp_path):
     result = invoke(ldap, "set", "--org", "Acme", str(config_file))
     assert result.exit_code == 0, result.output
     assert "Stored 1 LDAP connector(s) for Acme: main" in result.output
+    assert "warning: connector main: " in result.output and "in clear text" in result.output
     shown = invoke(ldap, "show", "--org", "Acme").output
     assert "password_env: SCIMGATE_TEST_SLAPD_PW" in shown and "secret" not in shown
 
