@@ -43,11 +43,26 @@ class CliContext:
         return self._db
 
     def current_db(self) -> Database:
-        """The database, refusing to go on unless its schema is current."""
+        """The database, refusing to go on unless its schema is current. A database without
+        any table (a fresh install) gets its schema on first use, as `serve` does; one at an
+        older revision is migrated only when the operator says so (`scimgate db upgrade`),
+        since a migration may want a backup first."""
         state = self.db.schema_state()
+        if state is SchemaState.EMPTY:
+            state = self._create_schema()
         if state is SchemaState.CURRENT:
             return self.db
         raise click.ClickException(schema_message(state))
+
+    def _create_schema(self) -> SchemaState:
+        try:
+            self.db.upgrade()
+        except Exception:
+            # Another command (or serve) created it at the same moment: theirs will do.
+            if self.db.schema_state() is not SchemaState.CURRENT:
+                raise
+        click.echo("note: the database was empty: created the scimgate schema in it", err=True)
+        return self.db.schema_state()
 
 
 def schema_message(state: SchemaState) -> str:

@@ -23,9 +23,6 @@ NAME_SOURCES = ("displayName", "formatted", "givenFamily", "userName")
 EXTERNAL_ID_SOURCES = ("externalId", "userName", "employeeNumber", "none")
 DEFAULT_EMAIL_ORDER = EMAIL_SOURCES
 DEFAULT_NAME_ORDER = ("displayName", "formatted", "givenFamily")
-# Where an LDAP connector keeps the entry's raw attributes inside DirectoryUser.resource:
-# {attribute name: value or [values]}; attribute names are matched case-insensitively.
-LDAP_ATTRIBUTES = "urn:scimgate:params:ldap:attributes"
 
 
 @dataclass(frozen=True)
@@ -50,6 +47,7 @@ class Scope:
 @dataclass(frozen=True)
 class Attributes:
     email: tuple[str, ...] = DEFAULT_EMAIL_ORDER
+    # For LDAP users: read with the entry by the connector (connectors.ldap.config).
     ldap_email_attribute: str | None = None
     ldap_email_prefix_attribute: str | None = None
     ldap_email_suffix: str | None = None

@@ -12,7 +12,6 @@ from collections.abc import Mapping as MappingType
 from dataclasses import dataclass
 
 from mappings.model import (
-    LDAP_ATTRIBUTES,
     PERMISSION_ORDER,
     ROLE_ORDER,
     DesiredGroup,
@@ -206,32 +205,12 @@ def _emails(resource: MappingType) -> list[dict]:
     return [e for e in emails if isinstance(e, dict)] if isinstance(emails, list) else []
 
 
-def _ldap_value(resource: MappingType, attribute: str | None) -> str | None:
-    attrs = resource.get(LDAP_ATTRIBUTES)
-    if not attribute or not isinstance(attrs, dict):
-        return None
-    for key, value in attrs.items():
-        if key.lower() == attribute.lower():
-            if isinstance(value, list):
-                value = value[0] if value else None
-            return value if isinstance(value, str) else None
-    return None
-
-
 def user_email(mapping: Mapping, user: DirUser) -> str | None:
-    """The member's e-mail: LDAP's configured attribute, then prefix + suffix, then the
-    configured order over SCIM attributes; trimmed and lower-cased; None if nothing usable."""
+    """The member's e-mail in the configured order over SCIM attributes; trimmed and
+    lower-cased; None if nothing usable. (The mapping's `attributes.ldap` rules act earlier: an
+    LDAP connector reads the e-mail with them, connectors.ldap.config.with_mapping_email.)"""
     rules = mapping.attributes
     resource = user.resource
-    if user.source.startswith("ldap:"):
-        found = clean_email(_ldap_value(resource, rules.ldap_email_attribute))
-        if found:
-            return found
-        prefix = _ldap_value(resource, rules.ldap_email_prefix_attribute)
-        if prefix and rules.ldap_email_suffix:
-            found = clean_email(prefix.strip() + rules.ldap_email_suffix)
-            if found:
-                return found
     emails = _emails(resource)
     for source in rules.email:
         if source == "primary":

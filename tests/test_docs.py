@@ -23,7 +23,8 @@ from gateway.config import SETTINGS
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
-DOCS = (README, ARCHITECTURE)
+LDAP = ROOT / "docs" / "ldap.md"
+DOCS = (README, ARCHITECTURE, LDAP)
 
 _FENCE = re.compile(r"^```.*?$(.*?)^```", re.S | re.M)
 _SPAN = re.compile(r"`([^`\n]+)`")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
@@ -284,10 +285,55 @@ def test_wrong_and_foreign_tokens_are_rejected_alike(client, new_org) -> None:
     )
 
 
-def test_cli_refuses_an_empty_database_and_names_the_command(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["org", "list"], env={"GATEWAY_DATA_DIR": str(tmp_path)})
+@pytest.fixture
+def new_database_url(db_kind: str, tmp_path: Path, request) -> str:
+    """A database with nothing in it yet, as a fresh install has: a new SQLite file, or an
+    empty PostgreSQL database."""
+    if db_kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'new' / 'scimgate.db'}"
+    server = request.getfixturevalue("pg_server")
+    if server.error:
+        pytest.skip(server.error)
+    return server.create_database(f"new_{uuid.uuid4().hex[:8]}")
+
+
+def _cli(url: str, tmp_path: Path, *args: str):  # type: ignore[no-untyped-def]
+    env = {"GATEWAY_DATABASE_URL": url, "GATEWAY_DATA_DIR": str(tmp_path / "data")}
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def test_cli_creates_the_schema_of_a_new_database_on_first_use(
+    new_database_url: str, tmp_path: Path
+) -> None:
+    created = _cli(new_database_url, tmp_path, "org", "create", "Acme")
+    assert created.exit_code == 0, created.output
+    assert "note: the database was empty: created the scimgate schema in it" in created.output
+    listed = _cli(new_database_url, tmp_path, "org", "list")
+    assert listed.exit_code == 0 and "Acme" in listed.output
+    assert "note:" not in listed.output  # once only
+    db = Database(new_database_url)
+    try:
+        assert db.schema_state() is SchemaState.CURRENT
+    finally:
+        db.dispose()
+
+
+def test_cli_refuses_an_outdated_database_and_names_the_command(
+    new_database_url: str, tmp_path: Path
+) -> None:
+    db = Database(new_database_url)
+    try:
+        db.upgrade("0001")
+    finally:
+        db.dispose()
+    result = _cli(new_database_url, tmp_path, "org", "list")
     assert result.exit_code == 1
-    assert "run `scimgate db upgrade` first" in result.output
+    assert "the database schema is out of date: run `scimgate db upgrade`" in result.output
+    db = Database(new_database_url)
+    try:
+        assert db.current_revision() == "0001"  # left for the operator to migrate
+    finally:
+        db.dispose()
 
 
 # --- health and readiness --------------------------------------------------------------------

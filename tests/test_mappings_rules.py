@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from mappings import DirGroup, DirUser, MappingError, desired_state, load_mapping
-from mappings.model import LDAP_ATTRIBUTES
 
 
 def user(
@@ -113,23 +112,6 @@ def test_email_default_order_trims_and_lowercases():
     assert [m.email for m in members] == ["p@acme.com", "ann@acme.com", "w@acme.com", None]
     assert members[3].problem == "carol: no usable e-mail address (not provisioned)"
     assert not members[3].provision
-
-
-def test_ldap_email_from_attribute_then_prefix_and_suffix():
-    mapping = load_mapping(
-        "attributes:\n  ldap: {email_attribute: mail, email_prefix_attribute: sAMAccountName,"
-        " email_suffix: '@corp.example'}\n"
-    )
-    members, _ = desired_state(
-        mapping,
-        [
-            user("1", "ann", source="ldap:ad", **{LDAP_ATTRIBUTES: {"Mail": ["Ann@Corp.example"]}}),
-            user("2", "bob", source="ldap:ad", **{LDAP_ATTRIBUTES: {"sAMAccountName": "bob"}}),
-        ],
-        [],
-        {},
-    )
-    assert [m.email for m in members] == ["ann@corp.example", "bob@corp.example"]
 
 
 def test_nested_groups_flatten_through_cycles():

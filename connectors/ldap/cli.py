@@ -45,10 +45,12 @@ connector_option = click.option(
 def _connectors(ctx: CliContext, org_key: str, name: str | None):  # type: ignore[no-untyped-def]
     from connectors.ldap.config import org_connectors, pick
     from gateway.orgs import find_org
+    from gateway.provisioning.settings import org_mapping
 
     with ctx.current_db().read() as session:
         org = find_org(session, org_key)
-        return org.id, org.name, pick(org_connectors(org.settings), name, org.name)
+        connectors = org_connectors(org.settings, org_mapping(session, org.id))
+        return org.id, org.name, pick(connectors, name, org.name)
 
 
 class _Progress:
@@ -84,7 +86,7 @@ def ldap() -> None:
 @handle_errors
 def ldap_set(ctx: CliContext, org_key: str, file: Path) -> None:
     """Validate FILE (YAML) and store it as the organization's LDAP configuration."""
-    from connectors.ldap.config import SETTINGS_KEY, load_yaml
+    from connectors.ldap.config import SETTINGS_KEY, configuration_warnings, load_yaml
     from gateway.orgs import find_org
 
     document, connectors = load_yaml(file.read_text())
@@ -102,10 +104,8 @@ def ldap_set(ctx: CliContext, org_key: str, file: Path) -> None:
         )
         name = org.name
     for cfg in connectors.values():
-        if not cfg.tls_verify:
-            click.echo(
-                f"warning: connector {cfg.name}: TLS certificate verification is OFF", err=True
-            )
+        for warning in configuration_warnings(cfg):
+            click.echo(f"warning: connector {cfg.name}: {warning}", err=True)
     click.echo(
         f"Stored {len(connectors)} LDAP connector(s) for {name}: {', '.join(sorted(connectors))}"
     )
@@ -143,7 +143,10 @@ def ldap_show(ctx: CliContext, org_key: str, as_json: bool) -> None:
 @pass_ctx
 @handle_errors
 def ldap_test(ctx: CliContext, org_key: str, connector_name: str | None, sample: int) -> None:
-    """Connect, bind and count users and groups; on failure, say which step failed and why."""
+    """Connect, bind and count users and groups; on failure, say which step failed and why.
+
+    Exit status: 0 works (also when degraded: a failover server is down but another one
+    answers, said with a warning), 1 a step failed."""
     from connectors.ldap.diagnose import diagnose
 
     _, _, connectors = _connectors(ctx, org_key, connector_name)
@@ -152,13 +155,22 @@ def ldap_test(ctx: CliContext, org_key: str, connector_name: str | None, sample:
         click.echo(f"Connector {cfg.name} ({', '.join(cfg.servers)})")
         report = diagnose(cfg, sample=sample)
         for step in report.steps:
-            click.echo(f"  {'ok  ' if step.ok else 'FAIL'} {step.name}: {step.detail}")
+            status = "ok  " if step.ok else "DOWN" if step.down else "FAIL"
+            click.echo(f"  {status} {step.name}: {step.detail}")
         if report.ok:
             click.echo(f"  users: {report.users}  groups: {report.groups}")
             for line in report.sample:
                 click.echo(f"    {line}")
-            for warning in report.warnings[:10]:
-                click.echo(f"  warning: {warning}")
+        shown = 10
+        for warning in report.warnings[:shown]:
+            click.echo(f"  warning: {warning}")
+        if len(report.warnings) > shown:
+            click.echo(f"  ... {len(report.warnings) - shown} more warning(s)")
+        if report.ok and report.down:
+            click.echo(
+                f"  result: degraded: {len(report.down)} of {len(cfg.servers)} servers down "
+                f"({', '.join(report.down)}); syncs work on the others"
+            )
         failed |= not report.ok
     if failed:
         sys.exit(1)

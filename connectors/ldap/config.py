@@ -1,8 +1,10 @@
 """The LDAP connector configuration: an organization's YAML, validated, with presets.
 
 Does: parse and validate the YAML (marshmallow) into `ConnectorConfig` objects with clear errors
-("connectors.corp.page_size: ..."), fill in the `ad` / `openldap` presets, and read the bind
-password from its environment variable or file when a connection needs it. Does not: connect to
+("connectors.corp.page_size: ...", an unknown key with the keys allowed there), fill in the
+`ad` / `openldap` presets, apply the mapping's LDAP e-mail rules, say what a configuration allows
+but risks (`configuration_warnings`), and read the bind password from its environment variable
+or file when a connection needs it. Does not: connect to
 anything or store anything (the CLI keeps the validated JSON in Organization.settings).
 
 Passwords never appear in the configuration: only `password_env: NAME` or `password_file: PATH`.
@@ -10,9 +12,12 @@ Passwords never appear in the configuration: only `password_env: NAME` or `passw
 
 from __future__ import annotations
 
+import difflib
+import hashlib
+import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,7 @@ from marshmallow import (
 )
 
 from gateway.errors import InvalidInput
+from mappings import Mapping
 
 SETTINGS_KEY = "ldap_connectors"
 
@@ -113,6 +119,16 @@ def _filter(value: str) -> None:
         raise ValidationError(f"{value!r} is not an LDAP filter: it must be in parentheses")
 
 
+class SearchBases(fields.Field):
+    """One search base or a list of them (several OUs): "ou=Staff" or [ou=Sales, ou=IT]."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, str) and v.strip() for v in values):
+            raise ValidationError("expected a DN, or a list of DNs (one search base per OU)")
+        return [v.strip() for v in values]
+
+
 class _Strict(Schema):
     class Meta:
         unknown = RAISE
@@ -169,10 +185,10 @@ class ConnectorSchema(_Strict):
     tls = fields.Nested(TlsSchema, load_default=dict)
     bind = fields.Nested(BindSchema, required=True)
     base_dn = fields.String(required=True, validate=validate.Length(min=1))
-    user_base = fields.String()
+    user_base = SearchBases()
     user_filter = fields.String(validate=_filter)
     user_object_class = fields.String()
-    group_base = fields.String()
+    group_base = SearchBases()
     group_filter = fields.String(validate=_filter)
     group_object_class = fields.String()
     attributes = fields.Nested(AttributesSchema, load_default=dict)
@@ -252,10 +268,11 @@ class ConnectorConfig:
     password_env: str | None
     password_file: str | None
     base_dn: str
-    user_base: str
+    # Each search base is read and an entry under two of them counts once.
+    user_base: tuple[str, ...]
     user_filter: str
     user_object_class: str | None
-    group_base: str
+    group_base: tuple[str, ...]
     group_filter: str
     group_object_class: str | None
     attributes: Attributes
@@ -294,6 +311,24 @@ class ConnectorConfig:
                 f"{exc.strerror}"
             ) from None
 
+    def read_fingerprint(self) -> str:
+        """What decides which entries a read returns and how they become users and groups. A
+        delta continues only from a run with the same fingerprint: after a new search base,
+        filter or e-mail rule, unchanged entries must be read again (a full sync)."""
+        what = [
+            self.base_dn,
+            self.user_base,
+            self.user_filter,
+            self.group_base,
+            self.group_filter,
+            asdict(self.attributes),
+            self.email_suffix,
+            asdict(self.disabled) if self.disabled else None,
+            self.nested_groups,
+            self.primary_group,
+        ]
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
     def user_attributes(self) -> list[str]:
         """Only what the sync needs, never `*`."""
         a = self.attributes
@@ -327,26 +362,69 @@ def _unique(names: list[str | None]) -> list[str]:
     return list(seen.values())
 
 
-def _flatten(errors: Any, prefix: str) -> list[str]:
+_BIND_HINT = (
+    "passwords never go in the configuration: give password_env: VARIABLE (the name of an "
+    "environment variable that holds the password) or password_file: PATH (a file that holds it)"
+)
+
+
+def _flatten(errors: Any, path: tuple = ()) -> list[tuple[tuple, str]]:
+    """marshmallow's nested error dict as (key path, message) pairs."""
     if isinstance(errors, dict):
-        out: list[str] = []
+        out: list[tuple[tuple, str]] = []
         for key, value in errors.items():
-            label = (
-                f"{prefix}[{key}]"
-                if isinstance(key, int)
-                else f"{prefix}.{key}"
-                if prefix
-                else str(key)
-            )
-            if key == "_schema":
-                label = prefix or "(top level)"
-            out += _flatten(value, label)
+            out += _flatten(value, path if key == "_schema" else (*path, key))
         return out
     if isinstance(errors, list):
         if all(isinstance(e, str) for e in errors):
-            return [f"{prefix}: {' '.join(errors)}"]
-        return [line for e in errors for line in _flatten(e, prefix)]
-    return [f"{prefix}: {errors}"]
+            return [(path, " ".join(errors))]
+        return [item for e in errors for item in _flatten(e, path)]
+    return [(path, str(errors))]
+
+
+def _label(prefix: str, path: tuple) -> str:
+    text = prefix
+    for key in path:
+        text += f"[{key}]" if isinstance(key, int) else (f".{key}" if text else str(key))
+    return text or "(top level)"
+
+
+def _schema_at(schema: Schema, path: tuple) -> Schema | None:
+    for key in path:
+        if isinstance(key, int):
+            continue
+        nested = schema.fields.get(key)
+        if not isinstance(nested, fields.Nested):
+            return None
+        schema = nested.schema
+    return schema
+
+
+def _unknown_key(schema: Schema, prefix: str, path: tuple) -> str:
+    key, parent = str(path[-1]), _schema_at(schema, path[:-1])
+    if parent is None:
+        return "is not a known key"
+    if key == "password" and isinstance(parent, BindSchema):
+        return f"is not a known key: {_BIND_HINT}"
+    valid = sorted(parent.fields)
+    close = difflib.get_close_matches(key, valid, n=1)
+    return (
+        "is not a known key"
+        + (f" (did you mean {close[0]}?)" if close else "")
+        + f"; the keys of {_label(prefix, path[:-1]) if len(path) > 1 or prefix else 'the file'}"
+        + f" are: {', '.join(valid)}"
+    )
+
+
+def invalid_configuration(exc: ValidationError, schema: Schema, prefix: str) -> InvalidInput:
+    """The one place marshmallow's errors become a message: one line per problem, each naming
+    the key's full path; an unknown key also lists the keys allowed where it stands."""
+    lines = []
+    for path, message in _flatten(exc.messages):
+        if message == "Unknown field." and path:
+            message = _unknown_key(schema, prefix, path)
+        lines.append(f"{_label(prefix, path)}: {message}")
+    return InvalidInput("invalid LDAP connector configuration:\n  " + "\n  ".join(lines))
 
 
 def _merge(preset: dict, given: dict) -> dict:
@@ -359,25 +437,21 @@ def _merge(preset: dict, given: dict) -> dict:
     return merged
 
 
-def _rdn_join(base: str | None, base_dn: str) -> str:
+def _rdn_join(bases: list[str] | None, base_dn: str) -> tuple[str, ...]:
     """user_base / group_base may be absolute, or relative to base_dn (e.g. "OU=Staff")."""
-    if not base:
-        return base_dn
-    if base.lower().endswith(base_dn.lower()):
-        return base
-    return f"{base},{base_dn}"
+    joined = [
+        base if base.lower().endswith(base_dn.lower()) else f"{base},{base_dn}"
+        for base in bases or ()
+    ]
+    return tuple(dict.fromkeys(joined)) or (base_dn,)
 
 
 def parse_connector(name: str, raw: dict, where: str = "connectors") -> ConnectorConfig:
-    label = f"{where}.{name}"
+    schema = ConnectorSchema()
     try:
-        data = ConnectorSchema().load(raw)
+        data = schema.load(raw)
     except ValidationError as exc:
-        raise InvalidInput(
-            "invalid LDAP connector configuration:\n  " + "\n  ".join(_flatten(exc.messages, label))
-        ) from None
-    if "password" in (raw.get("bind") or {}):  # pragma: no cover - the schema refuses it first
-        raise InvalidInput(f"{label}.bind.password: passwords never go in the configuration")
+        raise invalid_configuration(exc, schema, f"{where}.{name}") from None
     preset = dict(PRESETS.get(data.get("preset") or "", {}))
     merged = _merge(preset, {k: v for k, v in data.items() if v is not None or k == "disabled"})
     if "disabled" not in data:
@@ -441,12 +515,11 @@ def parse_document(document: Any) -> dict[str, ConnectorConfig]:
     """A whole file's worth: {"connectors": {name: {...}, ...}}."""
     if not isinstance(document, dict):
         raise InvalidInput("the LDAP configuration must be a mapping with a `connectors:` key")
+    schema = FileSchema()
     try:
-        FileSchema().load(document)
+        schema.load(document)
     except ValidationError as exc:
-        raise InvalidInput(
-            "invalid LDAP connector configuration:\n  " + "\n  ".join(_flatten(exc.messages, ""))
-        ) from None
+        raise invalid_configuration(exc, schema, "") from None
     return {name: parse_connector(name, raw) for name, raw in document["connectors"].items()}
 
 
@@ -459,12 +532,39 @@ def load_yaml(text: str) -> tuple[dict, dict[str, ConnectorConfig]]:
     return document, parse_document(document)
 
 
-def org_connectors(settings: dict | None) -> dict[str, ConnectorConfig]:
-    """The connectors stored in an organization's settings (empty if none)."""
+def org_connectors(
+    settings: dict | None, mapping: Mapping | None = None
+) -> dict[str, ConnectorConfig]:
+    """The connectors stored in an organization's settings (empty if none), with the e-mail
+    rules of the organization's mapping (`with_mapping_email`) when it is given."""
     document = (settings or {}).get(SETTINGS_KEY)
     if not document:
         return {}
-    return parse_document(document)
+    connectors = parse_document(document)
+    if mapping is None:
+        return connectors
+    return {name: with_mapping_email(cfg, mapping) for name, cfg in connectors.items()}
+
+
+def with_mapping_email(cfg: ConnectorConfig, mapping: Mapping) -> ConnectorConfig:
+    """The mapping's `attributes.ldap` e-mail rules applied to this connector's users: the
+    e-mail from `email_attribute`, else `email_prefix_attribute` + `email_suffix`. They are read
+    with the entry, as the connector's own keys are, so the e-mail is the directory user's
+    userName everywhere. The connector's own YAML wins where it sets the same thing
+    (`attributes.email`, `attributes.email_prefix`, `email_suffix`); the mapping's rules beat
+    the preset's defaults."""
+    rules = mapping.attributes
+    own = cfg.raw.get("attributes") or {}
+    attributes, suffix = cfg.attributes, cfg.email_suffix
+    if rules.ldap_email_attribute and "email" not in own:
+        attributes = replace(attributes, email=rules.ldap_email_attribute)
+    if rules.ldap_email_prefix_attribute and rules.ldap_email_suffix and suffix is None:
+        suffix = "@" + rules.ldap_email_suffix.lstrip("@")
+        if "email_prefix" not in own:
+            attributes = replace(attributes, email_prefix=rules.ldap_email_prefix_attribute)
+    if attributes == cfg.attributes and suffix == cfg.email_suffix:
+        return cfg
+    return replace(cfg, attributes=attributes, email_suffix=suffix)
 
 
 def pick(
@@ -484,13 +584,38 @@ def pick(
     return [connectors[name]]
 
 
+def configuration_warnings(cfg: ConnectorConfig) -> list[str]:
+    """What the configuration allows but an admin should know before trusting it."""
+    warnings = []
+    if not cfg.tls_verify:
+        warnings.append(
+            "TLS certificate verification is OFF (tls.verify: false): the directory server's "
+            "identity is not checked"
+        )
+    warnings += [
+        f"{url}: the bind password crosses the network in clear text (plain ldap:// without "
+        "start_tls); use ldaps:// or set start_tls: true"
+        for url in cfg.servers
+        if url.startswith("ldap://") and not cfg.start_tls
+    ]
+    if cfg.disabled is None:
+        warnings.append(
+            "no `disabled:` rule: accounts disabled in the directory are provisioned as active; "
+            "set disabled: {attribute: ATTRIBUTE, values: [VALUE, ...]} (for example "
+            "{attribute: pwdAccountLockedTime} with the ppolicy overlay: present means disabled)"
+        )
+    return warnings
+
+
 __all__ = [
     "PRESETS",
     "SETTINGS_KEY",
     "ConnectorConfig",
+    "configuration_warnings",
     "load_yaml",
     "org_connectors",
     "parse_connector",
     "parse_document",
     "pick",
+    "with_mapping_email",
 ]

@@ -2,7 +2,9 @@
 
 Does: read the password, then for every server DNS, TCP, TLS (certificate and host name) and
 bind; then on the first server that bound, the base DNs and both filters, with counts and a
-sample. Does not: write anything.
+sample; and warn about what works today but is risky: a failover server that does not answer
+(degraded, not failed: syncs use the others), a password sent in clear, no rule for disabled
+accounts. Does not: write anything.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from itertools import islice
 
 from ldap3 import BASE
 
-from connectors.ldap.config import ConnectorConfig
+from connectors.ldap.config import ConnectorConfig, configuration_warnings
 from connectors.ldap.connection import Bound, LdapError, open_one
 from connectors.ldap.reader import Reader
 from gateway.errors import GatewayError
@@ -23,6 +25,8 @@ class Step:
     name: str
     ok: bool
     detail: str
+    # A failover server that does not answer while another one works: shown, not a failure.
+    down: bool = False
 
 
 @dataclass
@@ -35,25 +39,32 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return bool(self.steps) and all(s.ok for s in self.steps)
+        return bool(self.steps) and all(s.ok or s.down for s in self.steps)
+
+    @property
+    def down(self) -> list[str]:
+        return [s.name for s in self.steps if s.down]
 
     def failure(self) -> str | None:
         return next((s.detail for s in self.steps if not s.ok), None)
 
 
 def diagnose(cfg: ConnectorConfig, *, sample: int = 3) -> Report:
-    report = Report()
+    report = Report(warnings=configuration_warnings(cfg))
     try:
         password = cfg.password()
     except GatewayError as exc:
         report.steps.append(Step("password", False, str(exc)))
         return report
     bound: Bound | None = None
+    unreachable: list[Step] = []
     for url in cfg.servers:
         try:
             connection = open_one(cfg, url, password, receive_timeout=cfg.time_limit + 30)
         except LdapError as exc:
             report.steps.append(Step(f"{url}", False, str(exc)))
+            if exc.stage in ("dns", "tcp"):  # a sync fails over to the next server
+                unreachable.append(report.steps[-1])
             continue
         tls = "LDAPS" if url.startswith("ldaps") else "StartTLS" if cfg.start_tls else "no TLS"
         report.steps.append(Step(url, True, f"DNS, TCP, {tls}, bind as {cfg.bind_user!r}: ok"))
@@ -63,13 +74,20 @@ def diagnose(cfg: ConnectorConfig, *, sample: int = 3) -> Report:
             connection.close()
     if bound is None:
         return report
+    for step in unreachable:
+        step.down = True
+    report.warnings[:0] = [  # first: the one an admin acts on today
+        f"degraded: {step.name} is down ({step.detail}); syncs use {bound.url} meanwhile, "
+        "with one server fewer to fail over to"
+        for step in unreachable
+    ]
     try:
         reader = Reader(bound.connection, cfg)
-        for label, base in (
+        for label, base in [
             ("base DN", cfg.base_dn),
-            ("user base", cfg.user_base),
-            ("group base", cfg.group_base),
-        ):
+            *(("user base", base) for base in cfg.user_base),
+            *(("group base", base) for base in cfg.group_base),
+        ]:
             try:
                 list(reader.search(label, base, "(objectClass=*)", [], scope=BASE))
                 report.steps.append(Step(label, True, f"{base} exists"))
@@ -104,7 +122,7 @@ def diagnose(cfg: ConnectorConfig, *, sample: int = 3) -> Report:
             ]
         except LdapError as exc:
             report.steps.append(Step("group filter", False, str(exc)))
-        report.warnings = reader.warnings
+        report.warnings += reader.warnings
     finally:
         bound.close()
     return report

@@ -39,7 +39,9 @@ _RANGE = re.compile(r"^(?P<attr>[^;]+);range=(?P<low>\d+)-(?P<high>\d+|\*)$", re
 # Result codes that mean "you did not get everything" (RFC 4511 §4.1.9).
 _RESULT_MEANING = {
     3: "the time limit was exceeded",
-    4: "the size limit was exceeded (the server returned only part of the entries)",
+    4: "the size limit was exceeded (the server returned only part of the entries); set the "
+    "connector's page_size below the server's size limit and make sure the server allows paged "
+    "results to the bind user (OpenLDAP: olcSizeLimit / olcLimits size.pr, AD: MaxPageSize)",
     9: "the server returned partial results",
     10: "the server sent a referral instead of results",
     11: "an administrative limit was exceeded",
@@ -182,13 +184,30 @@ class Reader:
     def search(
         self,
         what: str,
-        base: str,
+        base: str | tuple[str, ...],
         search_filter: str,
         attributes: list[str],
         *,
         scope: str = SUBTREE,
     ) -> Iterator[_Entry]:
-        """Every entry, page by page; raises unless the server says the search completed."""
+        """Every entry, page by page; raises unless the server says the search completed.
+        Several bases (user_base / group_base lists) are read in turn, an entry under two of
+        them (nested OUs) once."""
+        bases = (base,) if isinstance(base, str) else base
+        if len(bases) == 1:
+            yield from self._search_base(what, bases[0], search_filter, attributes, scope)
+            return
+        seen: set[str] = set()
+        for one in bases:
+            for entry in self._search_base(what, one, search_filter, attributes, scope):
+                dn = normalize_dn(entry.dn)
+                if dn not in seen:
+                    seen.add(dn)
+                    yield entry
+
+    def _search_base(
+        self, what: str, base: str, search_filter: str, attributes: list[str], scope: str
+    ) -> Iterator[_Entry]:
         cookie: bytes | None = None
         while True:
             try:

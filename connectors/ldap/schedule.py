@@ -23,8 +23,10 @@ from sqlalchemy import func, select, text
 from connectors.ldap.config import SETTINGS_KEY, org_connectors
 from connectors.ldap.sync import SyncFailed, SyncResult, sync_connector
 from gateway.errors import GatewayError
+from gateway.provisioning.settings import stored_mapping
 from gateway.store import Database
-from gateway.store.models import Organization, SyncRun, utcnow
+from gateway.store.batches import chunks
+from gateway.store.models import Organization, OrgMapping, SyncRun, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,14 @@ def run_due_connectors(
             for org in session.scalars(select(Organization))
             if (org.settings or {}).get(SETTINGS_KEY)
         ]
+        # Each organization's mapping: its LDAP e-mail rules apply to its connectors.
+        mapping_texts = {
+            org_id: mapping_text
+            for ids in chunks(org_id for org_id, _, _ in orgs)
+            for org_id, mapping_text in session.execute(
+                select(OrgMapping.org_id, OrgMapping.text).where(OrgMapping.org_id.in_(ids))
+            )
+        }
         last_started = {
             (org_id, name): started
             for org_id, name, started in session.execute(
@@ -104,9 +114,10 @@ def run_due_connectors(
     outcomes: list[Outcome] = []
     for org_id, org_name, settings in orgs:
         try:
-            connectors = org_connectors(settings)
+            mapping = stored_mapping(mapping_texts.get(org_id))
+            connectors = org_connectors(settings, mapping)
         except GatewayError as exc:
-            log.error("organization %s: its LDAP configuration is invalid: %s", org_name, exc)
+            log.error("organization %s: its LDAP connectors cannot run: %s", org_name, exc)
             continue
         for cfg in connectors.values():
             started = last_started.get((org_id, cfg.name))

@@ -2,7 +2,8 @@
 the difference into the directory layer and hand it to the engine, in one transaction.
 
 Does: choose full or delta (a full sync when there is no cursor, when the DC changed or was
-restored, and every `full_sync_interval`), keep the delta cursor (AD: highestCommittedUSN of the
+restored, when the connector now reads differently: a new search base, filter or e-mail rule,
+and every `full_sync_interval`), keep the delta cursor (AD: highestCommittedUSN of the
 DC it read from and that DC's invocationId; OpenLDAP: modifyTimestamp), record the run in
 `sync_runs` and as a `sync.completed` / `sync.failed` event (with its duration in /metrics), and
 run a dry run (`plan`) whose writes are rolled back. Reading completes before
@@ -101,6 +102,8 @@ def choose_kind(
         return "full", {}
     previous = last_success(session, org_id, cfg.name)
     if previous is None or not previous.cursor or previous.cursor.get("mode") != cfg.delta:
+        return "full", {}
+    if previous.cursor.get("read") != cfg.read_fingerprint():  # new bases, filters, rules
         return "full", {}
     last_full = last_success(session, org_id, cfg.name, "full")
     if last_full is None or now - last_full.started_at >= timedelta(seconds=cfg.full_sync_interval):
@@ -228,7 +231,7 @@ def read_directory(
         reader = Reader(bound.connection, cfg, progress)
         started = utcnow()
         root = reader.root_info()
-        next_cursor: dict = {"mode": cfg.delta, "server": bound.url}
+        next_cursor: dict = {"mode": cfg.delta, "server": bound.url, "read": cfg.read_fingerprint()}
         if cfg.delta == "usn":
             if root.highest_usn is None:
                 raise LdapError(

@@ -106,7 +106,11 @@ _parsed_mapping = functools.lru_cache(maxsize=1024)(parse_mapping)
 
 
 def org_mapping(session: Session, org_id: str) -> Mapping:
-    text = mapping_text(session, org_id)
+    return stored_mapping(mapping_text(session, org_id))
+
+
+def stored_mapping(text: str | None) -> Mapping:
+    """A stored mapping's text (None: no mapping) parsed, once per text in each process."""
     if text is None:
         return Mapping()
     try:

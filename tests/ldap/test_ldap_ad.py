@@ -155,3 +155,22 @@ def test_ad_delta_is_a_full_sync_when_the_dc_invocation_id_changed(sqlite_databa
     assert again.kind == "full"
     with db.read() as session:
         assert last_success(session, org_id, "main").kind == "full"
+
+
+def test_ad_user_base_list_reads_two_ous_of_three(sqlite_database, samba_dc, ad):
+    db = sqlite_database
+    sales, it, hr = (f"OU={name},{ad.base}" for name in ("Sales", "IT", "HR"))
+    for ou in (sales, it, hr):
+        ad.conn.add(ou, ["organizationalUnit"])
+        ad._ok(f"add {ou}")
+    ann, ivan, hank = ad.user("ann", sales), ad.user("ivan", it), ad.user("hank", hr)
+    ad.group("staff", ad.base, [ann, ivan, hank])
+    org_id = configure(
+        db, {"main": ad_connector(samba_dc, ad.base, user_base=["OU=Sales", "OU=IT"])}
+    )
+
+    sync_connector(db, org_id, connector(db, org_id))
+
+    state = DirectoryState(db, org_id)
+    assert set(state.users) == {"ann@example.org", "ivan@example.org"}
+    assert state.members == {"staff": {"ann@example.org", "ivan@example.org"}}

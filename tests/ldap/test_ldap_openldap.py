@@ -270,3 +270,67 @@ def test_openldap_sync_on_postgresql(postgresql_database, slapd, openldap):
     state = DirectoryState(db, org_id)
     assert set(state.users) == {"bob@example.org"}
     assert state.members == {"devs": {"bob@example.org"}}
+
+
+def test_openldap_user_base_list_reads_two_ous_of_three_each_entry_once(
+    sqlite_database, slapd, openldap
+):
+    db = sqlite_database
+    sales, it, hr = (
+        openldap.ou(name, f"ou=people,{openldap.base}") for name in ("sales", "it", "hr")
+    )
+    eng = openldap.ou("eng", it)  # under ou=it and listed too: read once
+    ann = openldap.user("ann", sales)
+    ivan = openldap.user("ivan", it)
+    eve = openldap.user("eve", eng)
+    openldap.user("hank", hr)
+    team_groups = openldap.ou("team-groups")
+    openldap.group("everyone", f"ou=groups,{openldap.base}", [ann, ivan, eve])
+    openldap.group("team", team_groups, [ann, eve])
+    openldap.group("elsewhere", openldap.ou("other-groups"), [ann])
+    org_id = configure(
+        db,
+        {
+            "main": openldap_connector(
+                slapd,
+                openldap.base,
+                user_base=["ou=sales,ou=people", "ou=it,ou=people", "ou=eng,ou=it,ou=people"],
+                group_base=["ou=groups", team_groups],
+            )
+        },
+    )
+
+    result = sync_connector(db, org_id, connector(db, org_id))
+
+    state = DirectoryState(db, org_id)
+    assert set(state.users) == {"ann@example.org", "ivan@example.org", "eve@example.org"}
+    assert state.members == {
+        "everyone": {"ann@example.org", "ivan@example.org", "eve@example.org"},
+        "team": {"ann@example.org", "eve@example.org"},
+    }
+    assert result.summary.warnings == []  # no "its id is also ..." for eve
+
+
+def test_openldap_a_new_search_base_makes_the_next_run_a_full_sync(
+    sqlite_database, slapd, openldap
+):
+    db = sqlite_database
+    sales, it = (openldap.ou(name, f"ou=people,{openldap.base}") for name in ("sales", "it"))
+    openldap.user("ann", sales)
+    openldap.user("ivan", it)  # unchanged from here on: a delta would not read him
+    doc = openldap_connector(slapd, openldap.base, user_base=["ou=sales,ou=people"])
+    org_id = configure(db, {"main": doc})
+    assert sync_connector(db, org_id, connector(db, org_id)).kind == "full"
+    assert sync_connector(db, org_id, connector(db, org_id)).kind == "delta"
+
+    with db.transaction() as session:
+        from gateway.store.models import Organization
+
+        org = session.get(Organization, org_id)
+        wider = {**doc, "user_base": ["ou=sales,ou=people", "ou=it,ou=people"]}
+        org.settings = {"ldap_connectors": {"connectors": {"main": wider}}}
+    widened = sync_connector(db, org_id, connector(db, org_id))
+
+    assert widened.kind == "full"
+    assert set(DirectoryState(db, org_id).users) == {"ann@example.org", "ivan@example.org"}
+    assert sync_connector(db, org_id, connector(db, org_id)).kind == "delta"
