@@ -21,7 +21,13 @@ from scenario import (
 )
 from sqlalchemy import func, select
 
-from gateway.store.models import ApiToken, ConsoleSession, Member, WebhookEndpoint
+from gateway.store.models import (
+    ApiToken,
+    ConsoleSession,
+    Member,
+    Organization,
+    WebhookEndpoint,
+)
 
 RED = "rgb(192, 57, 43)"
 BLUE = "rgb(23, 93, 220)"
@@ -318,3 +324,30 @@ def test_cancel_on_the_confirmation_step_returns_only_to_the_console(console, da
     ).get_data(as_text=True)
     assert "Revoke the SCIM token" in asked
     assert 'href="/console/">Cancel' in asked
+
+
+def test_running_an_ldap_sync_answers_with_a_redirect(console, database, monkeypatch):
+    from connectors.ldap.config import SETTINGS_KEY, parse_document
+
+    monkeypatch.setenv("SCIMGATE_TEST_LDAP_PW", "unused")
+    document = {
+        "connectors": {
+            "main": {
+                "preset": "openldap",
+                "servers": ["ldap://127.0.0.1:9"],  # nothing listens: the run fails at once
+                "bind": {"user": "cn=admin,dc=acme", "password_env": "SCIMGATE_TEST_LDAP_PW"},
+                "base_dn": "dc=acme",
+            }
+        }
+    }
+    parse_document(document)
+    org_id = make_org_named(database, "Acme")
+    with database.transaction() as session:
+        session.get(Organization, org_id).settings = {SETTINGS_KEY: document}
+    make_admin(database, "ops@msp.example")
+    console.login("ops@msp.example")
+    ran = console.post(f"/console/orgs/{org_id}/ldap/main/run")
+    assert ran.status_code == 302 and ran.headers["Location"] == f"/console/orgs/{org_id}/ldap"
+    page = console.get(ran.headers["Location"]).get_data(as_text=True)
+    assert "main: the sync failed and changed nothing" in page
+    assert "failed" in page.split('id="sync-history"')[1]  # the history lists the run
