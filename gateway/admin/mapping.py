@@ -19,7 +19,7 @@ from gateway.errors import Conflict, InvalidInput
 from gateway.provisioning.engine import set_mapping
 from gateway.provisioning.guard import GuardVerdict, judge
 from gateway.provisioning.plan import Plan
-from gateway.provisioning.settings import mapping_text
+from gateway.provisioning.settings import OrgSettings, mapping_text
 from gateway.store.models import Organization
 from mappings import MappingError, default_mapping, dump_mapping
 
@@ -39,8 +39,10 @@ class PlanPreview:
     text: str
     plan: Plan
     digest: str
-    # What the deprovisioning guard does with this Plan when it is applied (judged, not held).
+    # What the deprovisioning guard does with this Plan when it is applied (judged, not held),
+    # and when it holds a Plan's deprovisionings, in the admin's words.
     verdict: GuardVerdict
+    guard_limit: str
 
     @property
     def held_deprovisionings(self) -> int:
@@ -89,7 +91,9 @@ def preview_mapping(session: Session, org: Organization, text: str, actor: str) 
         raise InvalidMapping(exc.problems) from None
     # Applying a mapping is guarded as one Plan (no window), as set_mapping's apply does.
     verdict = judge(session, org, outcome.plan, actor, window=False)
-    return PlanPreview(text, outcome.plan, plan_digest(outcome.plan), verdict)
+    settings = OrgSettings.of(org)
+    limit = f"more than both {settings.guard_count} and {settings.guard_share:.0%} of the members"
+    return PlanPreview(text, outcome.plan, plan_digest(outcome.plan), verdict, limit)
 
 
 def apply_mapping(

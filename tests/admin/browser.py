@@ -11,6 +11,7 @@ import pytest
 from scenario import PASSWORD, mount
 
 CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = Path(__file__).parent / "screenshots"
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -98,6 +99,11 @@ def page(browser, live_console):
     context.set_default_timeout(10_000)
     yield context.new_page()
     context.close()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def sign_in(page, email: str) -> None:

@@ -12,7 +12,7 @@ import io
 import re
 from pathlib import Path
 
-from browser import organization, sign_in
+from browser import organization, shot, sign_in
 from scenario import (
     accepted,
     deactivate,
@@ -23,13 +23,6 @@ from scenario import (
 from sqlalchemy import select
 
 from gateway.store.models import Member
-
-SHOTS = Path(__file__).parent / "screenshots"
-
-
-def shot(page, name: str) -> None:
-    SHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def test_console_journey_in_a_browser(page, database, live_console, tmp_path):

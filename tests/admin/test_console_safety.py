@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from browser import organization, sign_in
+from browser import organization, shot, sign_in
 from scenario import (
     PASSWORD,
     accepted,
@@ -137,6 +137,7 @@ def test_revoking_members_asks_first_in_red_and_says_to_whom(page, database, liv
     page.click("button[value=revoke]")
 
     assert page.inner_text("h1") == "Revoke 2 member(s) of Acme?"
+    shot(page, "confirm-revoke")
     assert page.inner_text("#confirm-items").split() == ["ann@acme.example", "bob@acme.example"]
     assert "Restore gives it back" in page.inner_text("#confirm-step")
     assert background(page, "#confirm-step button") == RED
@@ -207,6 +208,8 @@ def test_a_plan_that_revokes_says_the_guard_holds_none(page, database, live_cons
     verdict = page.inner_text("#guard-verdict")
     assert "revokes or removes 3 member(s) at once" in verdict
     assert "will hold none of them" in verdict and "may hold" not in verdict
+    assert "only when they are more than both 5 and 10% of the members" in verdict
+    shot(page, "mapping-plan-revokes")
     apply = "button:has-text('Apply this mapping and revoke or remove 3 member(s)')"
     assert background(page, apply) == RED
     page.click(apply)
@@ -239,6 +242,7 @@ def test_an_invalid_mapping_keeps_the_edits_and_lists_each_problem(page, databas
     page.click("button:has-text('Show the Plan')")
 
     assert page.input_value("textarea[name=text]") == edited
+    shot(page, "mapping-invalid")
     problems = page.locator("#mapping-problems li").all_inner_texts()
     assert len(problems) == 2, problems
     assert problems[0].startswith("line 3: collections[0].permission: must be one of")
