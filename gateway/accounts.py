@@ -12,7 +12,9 @@ Does not: speak HTTP (cookies and CSRF are gateway.admin's) nor send mail (the o
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import re
 import secrets
 import threading
@@ -23,6 +25,9 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
@@ -602,6 +607,37 @@ def end_console_session(session: Session, raw: str) -> None:
     _event(session, f"admin:{admin.id}", "admin.logout", admin)
 
 
+def _shown_once_key(raw: str) -> Fernet:
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=b"scimgate", info=b"console shown once"
+    ).derive(raw.encode())
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def keep_shown_once(session: Session, raw: str, value: dict[str, str]) -> None:
+    """Keep `value` (a new secret and what it is) for the next page of this console session
+    only. It is encrypted with a key derived from the raw session id, which only the cookie
+    holds: the database alone cannot read it. A later one replaces an unshown one."""
+    sealed = _shown_once_key(raw).encrypt(json.dumps(value).encode()).decode()
+    session.execute(
+        update(ConsoleSession)
+        .where(ConsoleSession.id == _session_key(raw), ConsoleSession.ended_at.is_(None))
+        .values(shown_once=sealed)
+    )
+
+
+def take_shown_once(session: Session, raw: str) -> dict[str, str] | None:
+    """What `keep_shown_once` kept for this session, cleared as it is read: shown once."""
+    record = session.get(ConsoleSession, _session_key(raw), with_for_update=True) if raw else None
+    if record is None or record.shown_once is None:
+        return None
+    sealed, record.shown_once = record.shown_once, None
+    try:
+        return json.loads(_shown_once_key(raw).decrypt(sealed.encode()))
+    except InvalidToken:
+        return None
+
+
 def end_console_sessions(session: Session, admin_id: str) -> None:
     """Every session of the account ends (its password changed)."""
     session.execute(
@@ -632,11 +668,17 @@ def list_api_keys(session: Session, admin_id: str) -> list[ApiToken]:
     )
 
 
-def revoke_api_key(session: Session, admin_id: str, key_id: str) -> ApiToken:
+def get_api_key(session: Session, admin_id: str, key_id: str) -> ApiToken:
     token = session.get(ApiToken, key_id)
     if token is None or token.kind != "admin" or token.admin_id != admin_id:
         raise NotFound(f"you have no API key with id {key_id!r}")
-    return revoke_token(session, key_id, actor=f"admin:{admin_id}")
+    return token
+
+
+def revoke_api_key(session: Session, admin_id: str, key_id: str) -> ApiToken:
+    return revoke_token(
+        session, get_api_key(session, admin_id, key_id).id, actor=f"admin:{admin_id}"
+    )
 
 
 def admin_for_api_key(session: Session, raw: str) -> tuple[ConsoleAdmin, ApiToken]:

@@ -2,15 +2,19 @@
 needed). Each view resolves the organization through the signed-in account's Principal, calls
 one service function and renders or redirects.
 
-Does: routing, forms in, templates out, flash messages, security headers. Does not: hold rules
-(the service modules and gateway.accounts do) nor keep secrets in the session: a new token is
-rendered in the response to the post that made it, once.
+Does: routing, forms in, templates out, flash messages, security headers. Every form that
+changes something answers with a redirect (post/redirect/get): a new token or key is kept with the
+console session on the server (gateway.admin.web.show_once) and shown once by the page the post
+redirects to. A destructive form's first post changes nothing: it answers with a confirmation
+step that says what will happen and to how many, whose button posts the form again. Does not:
+hold rules (the service modules and gateway.accounts do).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,7 +54,9 @@ from gateway.admin.web import (
     load_session_principal,
     principal,
     reject_nul_characters,
+    show_once,
     start_session,
+    take_shown,
 )
 from gateway.app import gateway
 from gateway.errors import GatewayError, InvalidInput, NotFound
@@ -66,7 +72,7 @@ console = Blueprint(
     template_folder="templates",
     static_folder="static",
 )
-PUBLIC_ENDPOINTS = {"console.login", "console.accept", "console.static"}
+PUBLIC_ENDPOINTS = {"console.login", "console.accept", "console.accepted", "console.static"}
 
 
 # --- request lifecycle ----------------------------------------------------------------------------
@@ -104,9 +110,10 @@ def csrf_field() -> Markup:
 
 
 @console.app_template_global()
-def form_fields() -> Markup:
-    """CSRF token and the page to return to when the action fails."""
-    back = request.full_path.rstrip("?")
+def form_fields(back: str | None = None) -> Markup:
+    """CSRF token and the page to return to when the action fails (or is cancelled): this page,
+    unless it answers a post (a Plan, a dry run), whose template names a page to go back to."""
+    back = back or request.full_path.rstrip("?")
     return csrf_field() + Markup('<input type="hidden" name="back" value="{}">').format(back)
 
 
@@ -137,12 +144,50 @@ def _http_error(exc: HTTPException) -> Any:
     return render_template("error.html", message=exc.description, status=status), status
 
 
-def _back() -> str:
-    """Where a failed form returns to: the page it came from, if that is a console page."""
-    back = request.form.get("back", "")
-    if back.startswith("/console/") and "//" not in back and "\\" not in back:
-        return back
+def console_path(value: str | None) -> str:
+    """`value` if it is a path of this console, else the clients page: what a form says to
+    return to never sends the browser to another site (`//evil`, `/\\evil`, `https://...`)
+    nor puts a control character in the Location header."""
+    if (
+        value
+        and value.startswith("/console/")
+        and "//" not in value
+        and "\\" not in value
+        and all(" " < c < "\x7f" for c in value)
+    ):
+        return value
     return url_for("console.clients")
+
+
+def _back() -> str:
+    """Where a failed or cancelled form returns to: the page it came from."""
+    return console_path(request.form.get("back"))
+
+
+@dataclass(frozen=True)
+class Question:
+    """The confirmation step of a destructive form: what will happen, to whom, and the button."""
+
+    title: str
+    consequences: list[str]
+    button: str
+    items: list[str]
+
+
+def _confirmed() -> bool:
+    return request.form.get("confirmed") == "yes"
+
+
+def _ask(question: Question) -> str:
+    """The confirmation page: it changes nothing and posts the same form again, confirmed."""
+    fields = [
+        (name, value)
+        for name, value in request.form.items(multi=True)
+        if name not in ("csrf_token", "confirmed")
+    ]
+    return render_template(
+        "confirm.html", ask=question, fields=fields, action=request.path, cancel=_back()
+    )
 
 
 @contextmanager
@@ -185,12 +230,6 @@ def _org_page(template: str, org: Organization, tab: str, **context: Any) -> str
 # --- signing in -----------------------------------------------------------------------------------
 
 
-def _safe_next(value: str | None) -> str:
-    if value and value.startswith("/console/") and "//" not in value and "\\" not in value:
-        return value
-    return url_for("console.clients")
-
-
 @console.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     if request.method == "GET":
@@ -222,7 +261,7 @@ def login() -> Any:
     if admin is None:
         flash("Wrong e-mail or password, or the account is not confirmed yet.", "error")
         return render_template("login.html", next=request.form.get("next", "")), 401
-    return redirect(_safe_next(request.form.get("next")))
+    return redirect(console_path(request.form.get("next")))
 
 
 @console.post("/logout")
@@ -256,6 +295,11 @@ def accept(token: str) -> Any:
     except InvalidInput as exc:
         flash(str(exc), "error")
         return redirect(url_for("console.accept", token=token))
+    return redirect(url_for("console.accepted"))
+
+
+@console.get("/accepted")
+def accepted() -> str:
     return render_template("accepted.html")
 
 
@@ -322,9 +366,68 @@ def members_page(org_id: str) -> str:
     )
 
 
+def _member_question(org: Organization, preview: members.ActionPreview) -> Question | None:
+    n, emails = len(preview.members), [m.email for m in preview.members]
+    skipped = (
+        [
+            f"{len(preview.skipped)} other selected member(s) stay as they are "
+            f"({preview.skipped[0].email} is {preview.skipped[0].status})."
+        ]
+        if preview.skipped
+        else []
+    )
+    if preview.action == "revoke" and n:
+        return Question(
+            f"Revoke {n} member(s) of {org.name}?",
+            [
+                f"They lose access to {org.name}'s vault items at once and their seats are "
+                "freed. Their groups and collection access are kept: Restore gives it back.",
+                *skipped,
+            ],
+            f"Revoke {n} member(s)",
+            emails,
+        )
+    if preview.action == "remove" and n:
+        return Question(
+            f"Remove {n} member(s) from {org.name}?",
+            [
+                f"They are deleted from {org.name} with their group memberships and their "
+                "seats are freed. This cannot be undone: to come back, a member is invited and "
+                "confirmed again.",
+                *skipped,
+            ],
+            f"Remove {n} member(s)",
+            emails,
+        )
+    if preview.action == "confirm" and preview.unchecked:
+        k = len(preview.unchecked)
+        return Question(
+            f"Confirm {k} member(s) with no key recorded?",
+            [
+                f"{k} of the {n} member(s) to confirm have no key recorded: there is no "
+                "fingerprint phrase to compare, so nothing shows that the key they receive the "
+                "organization's vault items with is theirs.",
+                "Ask them to accept the invitation again in their app, or confirm anyway.",
+                *skipped,
+            ],
+            f"Confirm {n} member(s) anyway",
+            [m.email for m in preview.unchecked],
+        )
+    return None
+
+
 @console.post("/orgs/<org_id>/members/action")
 def member_action(org_id: str) -> Any:
     action = request.form.get("action", "")
+    if not _confirmed() and action in (*members.DESTRUCTIVE, "confirm"):
+        with _read() as session:
+            org = principal().org(session, org_id)
+            preview = members.preview_action(
+                session, org, action, request.form.getlist("member_id")
+            )
+            question = _member_question(org, preview)
+            if question is not None:
+                return _ask(question)
     with _write() as session:
         org = principal().org(session, org_id)
         report = members.act_on_members(
@@ -415,11 +518,26 @@ def _uploaded_mapping() -> str:
 
 
 @console.post("/orgs/<org_id>/mapping/plan")
-def mapping_plan(org_id: str) -> str:
-    text = _uploaded_mapping()
+def mapping_plan(org_id: str) -> Any:
+    """The Plan of the new mapping; a mapping that does not load comes back in the editor as the
+    admin wrote it, with its problems (a preview changes nothing, so no redirect)."""
     with _read() as session:
         org = principal().org(session, org_id)
-        preview = mapping.preview_mapping(session, org, text, principal().actor)
+        text = _uploaded_mapping()
+        try:
+            preview = mapping.preview_mapping(session, org, text, principal().actor)
+        except mapping.InvalidMapping as exc:
+            current, custom = mapping.current_mapping(session, org)
+            page = _org_page(
+                "mapping.html",
+                org,
+                "mapping",
+                text=current,
+                custom=custom,
+                edited=text,
+                problems=exc.problems,
+            )
+            return page, 422
     return _org_page("mapping_plan.html", org, "mapping", preview=preview)
 
 
@@ -444,43 +562,93 @@ def mapping_apply(org_id: str) -> Any:
 # --- organization: SCIM settings ------------------------------------------------------------------
 
 
-def _scim_page(session: Session, org: Organization, issued: Any = None) -> str:
-    return _org_page(
-        "scim.html",
-        org,
-        "scim",
-        base_url=gateway().config.scim_base_url(org.id),
-        tokens=scim_settings.scim_tokens(session, org),
-        issued=issued,
-    )
+def _shown(kind: str) -> dict[str, str] | None:
+    """The secret a form's redirect brought to this page, if it is of `kind`; shown once."""
+    shown = take_shown()
+    return shown if shown is not None and shown.get("kind") == kind else None
 
 
 @console.get("/orgs/<org_id>/scim")
 def scim(org_id: str) -> str:
+    issued = _shown("scim-token")
     with _read() as session:
-        return _scim_page(session, principal().org(session, org_id))
+        org = principal().org(session, org_id)
+        return _org_page(
+            "scim.html",
+            org,
+            "scim",
+            base_url=gateway().config.scim_base_url(org.id),
+            tokens=scim_settings.scim_tokens(session, org),
+            issued=issued,
+        )
+
+
+def _issued_token(session: Session, org: Organization, secret: str, what: str) -> Any:
+    show_once(session, {"kind": "scim-token", "secret": secret})
+    flash(what, "ok")
+    return redirect(url_for("console.scim", org_id=org.id))
 
 
 @console.post("/orgs/<org_id>/scim/tokens")
-def scim_token_create(org_id: str) -> str:
+def scim_token_create(org_id: str) -> Any:
     with _write() as session:
         org = principal().org(session, org_id)
         issued = scim_settings.create_scim_token(
             session, org, request.form.get("description"), principal().actor
         )
-        return _scim_page(session, org, issued)
+        return _issued_token(session, org, issued.secret, "Created a SCIM token.")
+
+
+def _token_question(session: Session, org: Organization, token_id: str, step: str) -> Question:
+    token = scim_settings.scim_token(session, org, token_id)
+    live = [t for t in scim_settings.scim_tokens(session, org) if t.revoked_at is None]
+    name = f"{token.prefix}…" + (f" ({token.description})" if token.description else "")
+    used = f"last used {_when(token.last_used_at)}" if token.last_used_at else "never used"
+    others = f"{len(live) - 1} other live token(s) of {org.name} keep working."
+    if step == "rotate":
+        return Question(
+            f"Rotate the SCIM token {name}?",
+            [
+                f"A new token is created and shown once, and {token.prefix}… ({used}) is revoked "
+                "at once: the identity provider that uses it fails until you give it the new "
+                "token.",
+                others,
+            ],
+            "Rotate: revoke the old token",
+            [],
+        )
+    return Question(
+        f"Revoke the SCIM token {name}?",
+        [
+            f"Requests with {token.prefix}… ({used}) fail from now on: the identity provider "
+            f"that uses it stops provisioning {org.name} until it has another token.",
+            others,
+        ],
+        "Revoke the token",
+        [],
+    )
 
 
 @console.post("/orgs/<org_id>/scim/tokens/<token_id>/rotate")
-def scim_token_rotate(org_id: str, token_id: str) -> str:
+def scim_token_rotate(org_id: str, token_id: str) -> Any:
+    if not _confirmed():
+        with _read() as session:
+            org = principal().org(session, org_id)
+            return _ask(_token_question(session, org, token_id, "rotate"))
     with _write() as session:
         org = principal().org(session, org_id)
         issued = scim_settings.rotate_scim_token(session, org, token_id, principal().actor)
-        return _scim_page(session, org, issued)
+        return _issued_token(
+            session, org, issued.secret, "Rotated the token: the old one is revoked."
+        )
 
 
 @console.post("/orgs/<org_id>/scim/tokens/<token_id>/revoke")
 def scim_token_revoke(org_id: str, token_id: str) -> Any:
+    if not _confirmed():
+        with _read() as session:
+            org = principal().org(session, org_id)
+            return _ask(_token_question(session, org, token_id, "revoke"))
     with _write() as session:
         org = principal().org(session, org_id)
         token = scim_settings.revoke_scim_token(session, org, token_id, principal().actor)
@@ -507,7 +675,9 @@ def ldap(org_id: str) -> str:
 
 
 @console.post("/orgs/<org_id>/ldap/<name>/<step>")
-def ldap_step(org_id: str, name: str, step: str) -> str:
+def ldap_step(org_id: str, name: str, step: str) -> Any:
+    """Test and dry run change nothing and show their result; a run answers with a redirect to
+    the page whose history lists it (a reload does not run it again)."""
     from connectors.ldap.sync import SyncFailed
 
     with _read() as session:
@@ -521,34 +691,41 @@ def ldap_step(org_id: str, name: str, step: str) -> str:
             gateway().db, org, name, dry_run=step == "plan", full=bool(request.form.get("full"))
         )
     except SyncFailed as exc:
+        if step == "run":
+            flash(f"{name}: the sync failed and changed nothing: {exc}", "error")
+            return redirect(url_for("console.ldap", org_id=org_id))
         return _ldap_page(org_id, failed=(name, str(exc)))
+    if step == "run":
+        counts = ", ".join(
+            f"{k} {v}" for k, v in result.counts.items() if k != "first_warnings" and v
+        )
+        flash(f"{name}: {result.kind} sync done" + (f": {counts}." if counts else "."), "ok")
+        return redirect(url_for("console.ldap", org_id=org_id))
     return _ldap_page(org_id, synced=result)
 
 
 # --- organization: deliveries ---------------------------------------------------------------------
 
 
-def _deliveries_page(session: Session, org: Organization, added: Any = None) -> str:
-    rows = deliveries.deliveries(session, org, kind=request.args.get("kind") or None)
-    return _org_page(
-        "deliveries.html",
-        org,
-        "deliveries",
-        rows=rows,
-        endpoints=webhooks.list_endpoints(session, org),
-        display_url=display_url,
-        added=added,
-    )
-
-
 @console.get("/orgs/<org_id>/deliveries")
 def deliveries_page(org_id: str) -> str:
+    added = _shown("webhook-secret")
     with _read() as session:
-        return _deliveries_page(session, principal().org(session, org_id))
+        org = principal().org(session, org_id)
+        rows = deliveries.deliveries(session, org, kind=request.args.get("kind") or None)
+        return _org_page(
+            "deliveries.html",
+            org,
+            "deliveries",
+            rows=rows,
+            endpoints=webhooks.list_endpoints(session, org),
+            display_url=display_url,
+            added=added,
+        )
 
 
 @console.post("/orgs/<org_id>/webhooks")
-def webhook_add(org_id: str) -> str:
+def webhook_add(org_id: str) -> Any:
     with _write() as session:
         org = principal().org(session, org_id)
         events = request.form.get("events", "").replace(",", " ").split()
@@ -562,11 +739,29 @@ def webhook_add(org_id: str) -> str:
             events=events,
             description=request.form.get("description"),
         )
-        return _deliveries_page(session, org, added)
+        show_once(session, {"kind": "webhook-secret", "secret": added.secret})
+        where = display_url(added.endpoint.url)
+    flash(f"Added the webhook endpoint {where}.", "ok")
+    return redirect(url_for("console.deliveries_page", org_id=org_id))
 
 
 @console.post("/orgs/<org_id>/webhooks/<webhook_id>/remove")
 def webhook_remove(org_id: str, webhook_id: str) -> Any:
+    if not _confirmed():
+        with _read() as session:
+            org = principal().org(session, org_id)
+            endpoint = webhooks.get_endpoint(session, org, webhook_id)
+            return _ask(
+                Question(
+                    f"Remove the webhook endpoint {display_url(endpoint.url)}?",
+                    [
+                        f"Nothing more of {org.name} is sent to it, and the messages still "
+                        "queued for it are dropped. Its receiver stops hearing about changes.",
+                    ],
+                    "Remove the endpoint",
+                    [],
+                )
+            )
     with _write() as session:
         org = principal().org(session, org_id)
         webhooks.remove_endpoint(session, org, webhook_id, actor=principal().actor)
@@ -684,6 +879,20 @@ def account_invite() -> Any:
 def account_step(admin_id: str, step: str) -> Any:
     principal().require_accounts()
     actor = principal().actor
+    if step == "remove" and not _confirmed():
+        with _read() as session:
+            email = accounts.get_admin(session, admin_id).email
+        return _ask(
+            Question(
+                f"Remove the console account {email}?",
+                [
+                    f"{email} can no longer sign in to the console, their sessions end and "
+                    "their admin API keys stop working. To come back they are invited again."
+                ],
+                "Remove the account",
+                [],
+            )
+        )
     with _write() as session:
         if step == "confirm":
             email = accounts.confirm_admin(session, admin_id, actor=actor).email
@@ -701,30 +910,45 @@ def account_step(admin_id: str, step: str) -> Any:
     return redirect(url_for("console.accounts_page"))
 
 
-def _me_page(issued: Any = None) -> str:
+@console.get("/me")
+def me() -> str:
+    issued = _shown("api-key")
     with _read() as session:
         keys = accounts.list_api_keys(session, principal().admin_id)
     return render_template("me.html", keys=keys, issued=issued)
 
 
-@console.get("/me")
-def me() -> str:
-    return _me_page()
-
-
 @console.post("/me/keys")
-def api_key_create() -> str:
+def api_key_create() -> Any:
     with _write() as session:
         issued = accounts.issue_api_key(
             session,
             principal().admin_id,
             description=request.form.get("description", "").strip()[:200] or None,
         )
-    return _me_page(issued)
+        show_once(session, {"kind": "api-key", "secret": issued.secret})
+    flash("Created an API key.", "ok")
+    return redirect(url_for("console.me"))
 
 
 @console.post("/me/keys/<key_id>/revoke")
 def api_key_revoke(key_id: str) -> Any:
+    if not _confirmed():
+        with _read() as session:
+            key = accounts.get_api_key(session, principal().admin_id, key_id)
+            prefix, used = key.prefix, key.last_used_at
+        return _ask(
+            Question(
+                f"Revoke the API key {prefix}…?",
+                [
+                    f"Scripts and tools that use {prefix}… ("
+                    + (f"last used {_when(used)}" if used else "never used")
+                    + ") are refused from now on."
+                ],
+                "Revoke the key",
+                [],
+            )
+        )
     with _write() as session:
         accounts.revoke_api_key(session, principal().admin_id, key_id)
     flash("The API key is revoked.", "ok")

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from gateway import lifecycle
 from gateway.errors import GatewayError, InvalidInput
 from gateway.lifecycle.fingerprint import fingerprint_phrase
+from gateway.store.batches import chunks
 from gateway.store.models import Member, Organization
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -143,6 +144,61 @@ ACTIONS: dict[str, Action] = {
 }
 
 
+def selected_members(
+    session: Session, org: Organization, member_ids: Iterable[str]
+) -> list[Member]:
+    """The members of `org` among `member_ids` (an id of another organization is not found)."""
+    ids = list(dict.fromkeys(member_ids))
+    if not ids:
+        raise InvalidInput("select at least one member")
+    found: list[Member] = []
+    for part in chunks(ids):
+        found.extend(
+            session.scalars(select(Member).where(Member.org_id == org.id, Member.id.in_(part)))
+        )
+    return sorted(found, key=lambda m: (m.email_lower, m.id))
+
+
+@dataclass(frozen=True)
+class ActionPreview:
+    """What a destructive action (or a confirmation without a key) would do, for the admin to
+    confirm first: the members it changes, the ones it skips, and whether it needs asking."""
+
+    action: str
+    members: list[Member]
+    skipped: list[Member]
+    unchecked: list[Member]  # to confirm without a key recorded: no phrase to compare
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.action in DESTRUCTIVE or bool(self.unchecked)
+
+
+DESTRUCTIVE = ("revoke", "remove")
+
+
+def preview_action(
+    session: Session, org: Organization, action: str, member_ids: Iterable[str]
+) -> ActionPreview:
+    members = selected_members(session, org, member_ids)
+    if action == "revoke":
+        return ActionPreview(
+            action,
+            [m for m in members if m.status != "revoked"],
+            [m for m in members if m.status == "revoked"],
+            [],
+        )
+    if action == "confirm":
+        waiting = [m for m in members if m.status == "accepted"]
+        return ActionPreview(
+            action,
+            waiting,
+            [m for m in members if m.status != "accepted"],
+            [m for m in waiting if not m.public_key],
+        )
+    return ActionPreview(action, members, [], [])
+
+
 def act_on_members(
     session: Session, org: Organization, action: str, member_ids: Iterable[str], actor: str
 ) -> ActionReport:
@@ -151,15 +207,7 @@ def act_on_members(
     if run is None:
         raise InvalidInput(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
     ids = list(dict.fromkeys(member_ids))
-    if not ids:
-        raise InvalidInput("select at least one member")
-    members = list(
-        session.scalars(
-            select(Member)
-            .where(Member.org_id == org.id, Member.id.in_(ids))
-            .order_by(Member.email_lower)
-        )
-    )
+    members = selected_members(session, org, ids)
     report = ActionReport(action)
     found = {m.id for m in members}
     report.skipped.extend((i, "no such member in this organization") for i in ids if i not in found)

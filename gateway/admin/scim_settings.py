@@ -17,7 +17,7 @@ def scim_tokens(session: Session, org: Organization) -> list[ApiToken]:
     return list_tokens(session, org=org, kind="scim")
 
 
-def _token_of(session: Session, org: Organization, token_id: str) -> ApiToken:
+def scim_token(session: Session, org: Organization, token_id: str) -> ApiToken:
     token = session.get(ApiToken, token_id)
     if token is None or token.kind != "scim" or token.org_id != org.id:
         raise NotFound(f"{org.name} has no SCIM token {token_id!r}")
@@ -36,7 +36,7 @@ def create_scim_token(
 def rotate_scim_token(
     session: Session, org: Organization, token_id: str, actor: str
 ) -> IssuedToken:
-    old = _token_of(session, org, token_id)
+    old = scim_token(session, org, token_id)
     if old.revoked_at is not None:
         raise InvalidInput("this token is revoked already; create a new one instead")
     issued = issue_token(session, org=org, description=old.description, actor=actor)
@@ -45,4 +45,4 @@ def rotate_scim_token(
 
 
 def revoke_scim_token(session: Session, org: Organization, token_id: str, actor: str) -> ApiToken:
-    return revoke_token(session, _token_of(session, org, token_id).id, actor=actor)
+    return revoke_token(session, scim_token(session, org, token_id).id, actor=actor)

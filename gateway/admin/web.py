@@ -3,8 +3,9 @@ an admin API key), CSRF tokens for the console's forms, and input that no databa
 
 Does: sign in and out (a fresh session each time, recorded in the database so signing out ends
 it for every copy of the cookie, and bound to the password so a password change ends other
-sessions), check the CSRF token of every state-changing console request, resolve the admin API
-key of an API request. Does not: decide what an account may do (gateway.accounts'
+sessions), keep a new secret with the session for the one page after a form's redirect, check
+the CSRF token of every state-changing console request, resolve the admin API key of an API
+request. Does not: decide what an account may do (gateway.accounts'
 Principal does) nor render anything.
 """
 
@@ -24,8 +25,10 @@ from gateway.accounts import (
     admin_for_console_session,
     console_session_needs_touch,
     end_console_session,
+    keep_shown_once,
     open_console_session,
     principal_of,
+    take_shown_once,
     touch_console_session,
 )
 from gateway.app import gateway
@@ -88,6 +91,21 @@ def load_session_principal() -> Principal | None:
         with db.transaction() as s:
             touch_console_session(s, record.id)
     return signed_in
+
+
+def show_once(store: Session, value: dict[str, str]) -> None:
+    """Keep a new secret for the page the form redirects to (and no other): stored with this
+    console session on the server, in `store`'s transaction, never in the cookie."""
+    keep_shown_once(store, session.get("session_id", ""), value)
+    session["shown_once"] = True  # so only the page after it asks the database
+
+
+def take_shown() -> dict[str, str] | None:
+    """The secret kept by `show_once`, once: a reload of the page no longer shows it."""
+    if not session.pop("shown_once", None):
+        return None
+    with gateway().db.transaction() as store:
+        return take_shown_once(store, session.get("session_id", ""))
 
 
 def csrf_token() -> str:

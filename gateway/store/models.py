@@ -456,6 +456,9 @@ class ConsoleSession(Base):
     # Written at most once a minute (gateway.accounts.SESSION_SEEN_RESOLUTION).
     last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # A secret to show once on the page a form redirects to (a new token or key), encrypted with
+    # a key derived from the raw session id, which only the cookie holds; cleared when shown.
+    shown_once: Mapped[str | None] = mapped_column(Text)
 
 
 class ConsoleAdminOrg(Base):

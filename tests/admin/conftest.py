@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from browser import browser, live_console, page  # noqa: F401  (the browser tests' fixtures)
 from scenario import Console, mount
 
 

@@ -76,7 +76,9 @@ def test_invited_admin_accepts_by_mail_and_signs_in_only_once_confirmed(
     page = newcomer.get(path)
     assert "Welcome, new@msp.example" in page.get_data(as_text=True)
     done = newcomer.post(
-        path, {"password": "a new long password", "password_again": "a new long password"}
+        path,
+        {"password": "a new long password", "password_again": "a new long password"},
+        follow_redirects=True,
     )
     assert "A provider admin confirms your account next" in done.get_data(as_text=True)
     assert newcomer.get(path).status_code == 400  # the link is used up

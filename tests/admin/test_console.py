@@ -94,7 +94,8 @@ def test_members_filter_search_and_bulk_revoke_then_restore(console, database, s
             ).all()
         )
     form = {"action": "revoke", "member_id": [ids["ann@acme.example"], ids["bob@acme.example"]]}
-    response = console.post(base + "/action", {**form, "back": base}, follow_redirects=True)
+    form |= {"back": base, "confirmed": "yes"}
+    response = console.post(base + "/action", form, follow_redirects=True)
     assert "revoke: 2 done" in text(response)
     assert statuses(database, scim.org_id)["ann@acme.example"] == "revoked"
     page = text(console.get(base + "?status=revoked"))
@@ -163,17 +164,19 @@ def test_an_invalid_mapping_says_what_is_wrong(console, database, scim):
     make_admin(database, "ops@msp.example")
     console.login("ops@msp.example")
     base = f"/console/orgs/{scim.org_id}/mapping"
-    response = console.post(
-        base + "/plan", {"text": "scope: 12\n", "back": base}, follow_redirects=True
-    )
-    assert "the mapping is not valid" in text(response)
+    response = console.post(base + "/plan", {"text": "scope: 12\n", "back": base})
+    assert response.status_code == 422
+    assert "The mapping is not valid" in text(response) and "line 1: scope" in text(response)
 
 
 def test_rotating_a_scim_token_shows_the_new_one_once_and_revokes_the_old(console, database, scim):
     make_admin(database, "ops@msp.example")
     console.login("ops@msp.example")
     old_id = scim.token.split("_")[1]
-    page = text(console.post(f"/console/orgs/{scim.org_id}/scim/tokens/{old_id}/rotate"))
+    rotate = f"/console/orgs/{scim.org_id}/scim/tokens/{old_id}/rotate"
+    assert "Rotate the SCIM token" in text(console.post(rotate))
+    assert scim.get("/Users").status_code == 200  # asking changed nothing
+    page = text(console.post(rotate, {"confirmed": "yes"}, follow_redirects=True))
     secret = page.split('id="issued-token"')[1].split("<code>")[1].split("</code>")[0]
     assert secret.startswith("sgt_") and "shown only this once" in page
     assert scim.get("/Users").status_code == 401

@@ -105,7 +105,10 @@ def test_removing_an_account_ends_its_sessions(app, database):
     leaver.login("leaver@msp.example")
     assert signed_in(leaver)
 
-    boss.post(f"/console/accounts/{gone}/remove")
+    asked = boss.post(f"/console/accounts/{gone}/remove").get_data(as_text=True)
+    assert "Remove the console account leaver@msp.example?" in asked
+    assert signed_in(leaver)  # asking changed nothing
+    boss.post(f"/console/accounts/{gone}/remove", {"confirmed": "yes"})
 
     assert not signed_in(leaver)
     with database.read() as session:
