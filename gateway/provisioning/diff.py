@@ -75,6 +75,9 @@ class OrgState:
     confirmed_owners: int = 0
     # Change.member_key of a pending hold -> its id
     holds: dict[tuple[str, ...], int] = field(default_factory=dict)
+    # Change.member_key of a change an admin dropped, while the directory says nothing new about
+    # the member -> why it is not planned ("kept: dropped by admin:... on 2026-12-04")
+    kept: dict[tuple[str, ...], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -384,6 +387,9 @@ def assemble(org_id: str, groups: GroupOutcome, members: MemberOutcome, state: O
             if key in state.holds:
                 skipped.append((change, f"held by the guard (held change {state.holds[key]})"))
                 continue
+            if key in state.kept:
+                skipped.append((change, state.kept[key]))
+                continue
         changes.append(change)
     # A membership hold is judged only where this Plan compared the group's members.
     compared = {
@@ -394,9 +400,11 @@ def assemble(org_id: str, groups: GroupOutcome, members: MemberOutcome, state: O
     superseded = {
         held_id
         for key, held_id in state.holds.items()
-        if key[1] in members.evaluated
-        and key not in produced
-        and (len(key) == 2 or key[2] in compared)
+        if key not in produced
+        and (
+            (key[0] == DeleteGroup.KIND and key[1] in state.groups)
+            or (key[1] in members.evaluated and (len(key) == 2 or key[2] in compared))
+        )
     }
     plan = Plan(
         org_id=org_id,
