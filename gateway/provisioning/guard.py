@@ -143,17 +143,19 @@ def _judge_access_removals(
             n, label = sizes[name][1], f"{c.name} (deleted)"
         lost[name] = lost.get(name, 0) + n
         shown.setdefault(name, label)
-    before = _recent_access_losses(session, org, actor, sizes, granting) if window else {}
+    applied, held = (
+        _recent_access_losses(session, org, actor, sizes, granting) if window else ({}, {})
+    )
     over = []
     for name, n in sorted(lost.items()):
-        earlier = before.get(name, 0)
-        size = sizes[name][1] + earlier  # the group before these removals began
+        earlier = applied.get(name, 0) + held.get(name, 0)
+        size = sizes[name][1] + applied.get(name, 0)  # the group before these removals began
         if n + earlier > max(
             settings.guard_group_count, math.floor(settings.guard_group_share * size)
         ):
             hour = f", {n + earlier} of {size} within an hour" if earlier else ""
             over.append(f"{shown[name]} loses {n} of {sizes[name][1]} members{hour}")
-    losses = sum(lost.values()) + before.get("", 0)
+    losses = sum(lost.values()) + applied.get("", 0) + held.get("", 0)
     if losses > settings.guard_membership_count:
         total = int(
             session.scalar(
@@ -162,7 +164,7 @@ def _judge_access_removals(
                 .where(MemberGroup.group_id.in_(granting))
             )
             or 0
-        ) + before.get("", 0)
+        ) + applied.get("", 0)
         allowed = max(
             settings.guard_membership_count,
             math.floor(settings.guard_membership_share * total),
@@ -186,11 +188,12 @@ def _recent_access_losses(
     actor: str,
     sizes: dict[str, tuple[str, int]],
     granting,  # type: ignore[no-untyped-def]
-) -> dict[str, int]:
-    """Memberships that grant access the actor took away within the hour (removed, deleted with
-    their group, or held): per lower-cased group name of this Plan, and in all under ""."""
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Memberships that grant access the actor took away within the hour (removed or deleted
+    with their group), and its removals held within the hour and still pending: per lower-cased
+    group name of this Plan, and in all under ""."""
     names = {group_id: name for name, (group_id, _) in sizes.items()}
-    out: dict[str, int] = {"": 0}
+    applied: dict[str, int] = {"": 0}
     removed = (
         _since(org, actor, ("group.member_removed",))
         .with_only_columns(Event.target_id, func.count())
@@ -198,24 +201,26 @@ def _recent_access_losses(
         .group_by(Event.target_id)
     )
     for group_id, n in session.execute(removed):
-        out[""] += n
+        applied[""] += n
         if group_id in names:
-            out[names[group_id]] = out.get(names[group_id], 0) + n
+            applied[names[group_id]] = n
     deleted = _since(org, actor, ("group.deleted",)).with_only_columns(Event.detail)
-    out[""] += sum(int((d or {}).get("lost_access", 0)) for d in session.scalars(deleted))
-    held = select(HeldChange.change).where(
-        HeldChange.org_id == org.id,
-        HeldChange.kind == RemoveMembership.KIND,
-        HeldChange.actor == actor,
-        HeldChange.status == "pending",
-        HeldChange.created_at >= utcnow() - WINDOW,
-    )
-    for change in session.scalars(held):
+    applied[""] += sum(int((d or {}).get("lost_access", 0)) for d in session.scalars(deleted))
+    held: dict[str, int] = {"": 0}
+    for change in session.scalars(
+        select(HeldChange.change).where(
+            HeldChange.org_id == org.id,
+            HeldChange.kind == RemoveMembership.KIND,
+            HeldChange.actor == actor,
+            HeldChange.status == "pending",
+            HeldChange.created_at >= utcnow() - WINDOW,
+        )
+    ):
         name = str(change.get("group", "")).lower()
-        out[""] += 1
+        held[""] += 1
         if name in sizes:
-            out[name] = out.get(name, 0) + 1
-    return out
+            held[name] = held.get(name, 0) + 1
+    return applied, held
 
 
 def _judge_deprovisionings(
@@ -311,7 +316,12 @@ def hold(
             "held_count": len(rows),
             "counts": counts,
             "held": [r.id for r in rows],
-            "members": [c.email for c in changes],  # type: ignore[attr-defined]
+            "members": [e for c in changes if (e := getattr(c, "email", None))],
+            **(
+                {"groups": [c.name for c in changes if isinstance(c, DeleteGroup)]}
+                if any(isinstance(c, DeleteGroup) for c in changes)
+                else {}
+            ),
             "review": f"scimgate held --org {org.name}",
         },
     )
