@@ -25,7 +25,7 @@ from gateway.store.models import HeldChange, Member, Organization
 
 # Ids come from URLs; beyond a BIGINT they cannot name a row (and PostgreSQL would refuse them).
 _MAX_ID = 2**63 - 1
-FILTER_FIELDS = ("kind", "group", "created_before", "created_after", "email_prefix")
+FILTER_FIELDS = ("kind", "group", "created_before", "created_after", "email_prefix", "through_id")
 
 
 def pending_held(session: Session, org: Organization) -> list[tuple[HeldChange, Member | None]]:
@@ -60,7 +60,11 @@ def parse_filter(values: Mapping[str, str | None]) -> HeldFilter:
         text = (values.get(name) or "").strip()
         if not text:
             continue
-        if name.startswith("created_"):
+        if name == "through_id":
+            if not text.isdigit() or int(text) > _MAX_ID:
+                raise InvalidInput(f"through_id: {text!r} is not a held change id")
+            found[name] = int(text)
+        elif name.startswith("created_"):
             try:
                 found[name] = datetime.fromisoformat(text).replace(tzinfo=UTC)
             except ValueError:

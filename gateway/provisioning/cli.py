@@ -5,6 +5,7 @@ Register on the main command with `register(main)` (see gateway/cli.py).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -408,7 +409,8 @@ def _decide(ctx: CliContext, decision: str, held_id: int | None, bulk: dict) -> 
         )
     with db.read() as session:
         org = find_org(session, org_key)
-        count = len(held_changes.matching(session, org, wanted))
+        shown = held_changes.matching(session, org, wanted)
+        count = len(shown)
     if not count:
         click.echo(f"No pending held change of {org.name} matches ({wanted.describe()}).")
         return
@@ -420,6 +422,8 @@ def _decide(ctx: CliContext, decision: str, held_id: int | None, bulk: dict) -> 
     click.echo(f"{count} pending held change(s) of {org.name} match ({wanted.describe()}).")
     if not assume_yes:
         click.confirm(f"{decision.capitalize()} all {count}: {what}?", abort=True)
+    # What was counted and confirmed: changes held meanwhile wait for a decision of their own.
+    wanted = dataclasses.replace(wanted, through_id=shown[-1].id)
     with db.transaction() as session:
         org = find_org(session, org_key)
         done = held_changes.decide_matching(session, org, wanted, decision, ADMIN)

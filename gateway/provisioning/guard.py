@@ -443,6 +443,8 @@ class HeldFilter:
     created_before: datetime | None = None
     created_after: datetime | None = None
     email_prefix: str | None = None
+    # The newest held change the admin was shown: what the guard holds after that is not taken.
+    through_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind is not None and self.kind not in KIND_FILTERS:
@@ -450,7 +452,7 @@ class HeldFilter:
 
     @property
     def everything(self) -> bool:
-        return all(v in (None, "") for v in self.__dict__.values())
+        return all(v in (None, "") for k, v in self.__dict__.items() if k != "through_id")
 
     def describe(self) -> str:
         """The filter in words, for a confirmation ("held revokes in group Finance ...")."""
@@ -489,6 +491,8 @@ def select_held(session: Session, org_id: str, wanted: HeldFilter) -> list[HeldC
         query = query.where(HeldChange.created_at < wanted.created_before)
     if wanted.created_after:
         query = query.where(HeldChange.created_at >= wanted.created_after)
+    if wanted.through_id is not None:
+        query = query.where(HeldChange.id <= wanted.through_id)
     return [h for h in session.scalars(query.order_by(HeldChange.id)) if wanted.matches(h)]
 
 
