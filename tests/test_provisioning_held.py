@@ -190,3 +190,20 @@ def test_scim_removals_one_request_at_a_time_count_over_the_hour(scim, database)
         reasons = list(session.scalars(select(HeldChange.reason).order_by(HeldChange.id)))
     assert "Finance loses 1 of 4 members, 5 of 8 within an hour" in reasons[0]
     assert "Finance loses 1 of 4 members, 6 of 8 within an hour" in reasons[1]
+
+
+def test_a_dropped_group_deletion_leaves_the_group_to_the_admins(scim, database, tmp_path):
+    ids = [create_user(scim, f"user{i}@acme.com") for i in range(5)]
+    finance = create_group(scim, "Finance", *ids)
+    apply_mapping(database, scim.org_id, FINANCE)
+    assert scim.delete(f"/Groups/{finance}").status_code == 204
+    run = cli_runner(database, tmp_path)
+    assert "group.delete Finance" in run("held", "--org", "Acme").output
+    result = run("held", "drop", "--org", "Acme", "--kind", "group-deletion", "--yes")
+    assert "Dropped 1 held change(s)" in result.output, result.output
+    # The group stays with its members and access, and is not planned for deletion again.
+    assert "Finance" in org_groups(database, scim.org_id)
+    assert sum("Finance" in m["groups"] for m in members(database, scim.org_id).values()) == 5
+    assert not full_plan(database, scim.org_id)
+    assert run("plan", "--org", "Acme", "--apply").exit_code == 0
+    assert pending(database) == []

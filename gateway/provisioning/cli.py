@@ -314,7 +314,7 @@ def held(
                 "kind": h.kind,
                 "member_id": h.member_id,
                 "email": h.change.get("email"),
-                "group": h.change.get("group"),
+                "group": h.change.get("group") or h.change.get("name"),
                 "reason": h.reason,
                 "actor": h.actor,
                 "created": h.created_at,

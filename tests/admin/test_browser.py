@@ -268,8 +268,8 @@ def test_bulk_approve_and_drop_of_held_changes_with_a_confirmation(page, databas
     make_admin(database, "ops@msp.example")
     scim = organization(database, live_console)
     hold_everything(database, scim.org_id)
-    for email in ("ann@acme.example", "amy@acme.example", "bob@acme.example"):
-        deactivate(scim, scim_user(scim, email))
+    for address in ("ann@acme.example", "amy@acme.example", "bob@acme.example"):
+        deactivate(scim, scim_user(scim, address))
     sign_in(page, "ops@msp.example")
     page.goto(f"/console/orgs/{scim.org_id}/held")
     page.select_option("#held-bulk select[name=kind]", "revoke")
