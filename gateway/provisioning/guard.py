@@ -87,6 +87,18 @@ def _since(org: Organization, actor: str, types: tuple[str, ...]):  # type: igno
     )
 
 
+def _held_since(org: Organization, actor: str, kinds: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """The actor's changes of these kinds held within the sliding hour and still pending: they
+    arrived too, and count."""
+    return select(HeldChange).where(
+        HeldChange.org_id == org.id,
+        HeldChange.kind.in_(kinds),
+        HeldChange.actor == actor,
+        HeldChange.status == "pending",
+        HeldChange.created_at >= utcnow() - WINDOW,
+    )
+
+
 def _judge_access_removals(
     session: Session,
     org: Organization,
@@ -208,13 +220,7 @@ def _recent_access_losses(
     applied[""] += sum(int((d or {}).get("lost_access", 0)) for d in session.scalars(deleted))
     held: dict[str, int] = {"": 0}
     for change in session.scalars(
-        select(HeldChange.change).where(
-            HeldChange.org_id == org.id,
-            HeldChange.kind == RemoveMembership.KIND,
-            HeldChange.actor == actor,
-            HeldChange.status == "pending",
-            HeldChange.created_at >= utcnow() - WINDOW,
-        )
+        _held_since(org, actor, (RemoveMembership.KIND,)).with_only_columns(HeldChange.change)
     ):
         name = str(change.get("group", "")).lower()
         held[""] += 1
@@ -252,12 +258,8 @@ def _judge_deprovisionings(
         # Held earlier within the hour and not decided yet: they arrived too, and count.
         held_before = int(
             session.scalar(
-                select(func.count()).where(
-                    HeldChange.org_id == org.id,
-                    HeldChange.kind.in_([t.KIND for t in DEPROVISIONING]),
-                    HeldChange.actor == actor,
-                    HeldChange.status == "pending",
-                    HeldChange.created_at >= utcnow() - WINDOW,
+                _held_since(org, actor, tuple(t.KIND for t in DEPROVISIONING)).with_only_columns(
+                    func.count()
                 )
             )
             or 0
