@@ -300,3 +300,31 @@ def test_bulk_approve_and_drop_of_held_changes_with_a_confirmation(page, databas
         "amy@acme.example": "revoked",
         "bob@acme.example": "invited",
     }
+
+
+def test_a_dropped_revoke_stays_dropped_when_an_unrelated_mapping_is_applied(
+    page, database, live_console, tmp_path
+):
+    make_admin(database, "ops@msp.example")
+    scim = organization(database, live_console)
+    hold_everything(database, scim.org_id)
+    deactivate(scim, scim_user(scim, "ann@acme.example"))
+    sign_in(page, "ops@msp.example")
+    page.goto(f"/console/orgs/{scim.org_id}/held")
+    page.click("#held >> button:has-text('Drop')")
+    assert "the member stays as they are" in page.inner_text(".flash")
+    mapping_file = tmp_path / "mapping.yaml"
+    mapping_file.write_text(
+        "collections:\n  - {group: Sales, collections: [Deals], permission: edit}\n"
+    )
+    page.click("nav.tabs >> text=Mapping")
+    page.set_input_files("input[name=file]", str(mapping_file))
+    page.click("button:has-text('Show the Plan')")
+    # The Plan says why ann is left as she is, and applying it keeps her.
+    body = page.inner_text("main")
+    assert "member.revoke member ann@acme.example: kept: dropped by admin:" in body
+    assert "member.revoke" not in page.inner_text("#plan-summary")
+    page.click("button:has-text('Apply this mapping')")
+    assert "Mapping applied" in page.inner_text(".flash")
+    with database.read() as session:
+        assert session.scalar(select(Member.status)) == "invited"
