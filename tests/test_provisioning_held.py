@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from test_provisioning_guard import cli_runner, statuses
 from test_provisioning_rules import (
+    add_members,
     apply_mapping,
     configure,
     create_group,
@@ -207,3 +208,22 @@ def test_a_dropped_group_deletion_leaves_the_group_to_the_admins(scim, database,
     assert not full_plan(database, scim.org_id)
     assert run("plan", "--org", "Acme", "--apply").exit_code == 0
     assert pending(database) == []
+
+
+def test_a_dropped_group_removal_is_held_again_when_the_directory_removes_the_member_again(
+    scim, database, tmp_path
+):
+    configure(database, scim.org_id, guard_group_count=0, guard_group_share=0.0)
+    ids = [create_user(scim, f"user{i}@acme.com") for i in range(3)]
+    finance = create_group(scim, "Finance", *ids)
+    apply_mapping(database, scim.org_id, FINANCE)
+    remove_member(scim, finance, ids[0])
+    run = cli_runner(database, tmp_path)
+    assert "Dropped 1" in run("held", "drop", "--org", "Acme", "--all", "--yes").output
+    [(change, reason)] = full_plan(database, scim.org_id).skipped
+    assert change.kind == "group.remove_member" and reason.startswith("kept: dropped by admin:cli")
+    # The IdP puts the member back, then removes them again: a new removal, held again.
+    add_members(scim, finance, ids[0])
+    remove_member(scim, finance, ids[0])
+    assert pending(database) == [("group.remove_member", "user0@acme.com")]
+    assert "Finance" in members(database, scim.org_id)["user0@acme.com"]["groups"]

@@ -459,3 +459,7 @@ def _bookkeeping(session: Session, org: Organization, plan: Plan, actor: str) ->
         guard.decide(
             session, superseded, "dropped", actor, note="no longer wanted: the directory changed"
         )
+    for part in chunks({str(i) for i in plan.released_drops}):
+        session.execute(
+            update(HeldChange).where(HeldChange.id.in_([int(i) for i in part])).values(kept=False)
+        )

@@ -294,8 +294,9 @@ def plan(ctx: CliContext, org_key: str, apply_now: bool, as_json: bool) -> None:
 def held(
     click_ctx: click.Context, org_key: str | None, include_decided: bool, as_json: bool
 ) -> None:
-    """Changes held by the guard (deprovisionings, group removals that take collection access
-    away): list them (--org), approve or drop one."""
+    """Changes held by the guard (deprovisionings, group removals and deletions that take
+    collection access away): list them (--org), approve or drop one, or many at once
+    (`held approve --org ORG --all`, or by --kind, --group, --before, --after, --email-prefix)."""
     if click_ctx.invoked_subcommand is not None:
         return
     if not org_key:

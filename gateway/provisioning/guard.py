@@ -4,8 +4,10 @@ of that Plan is held, not only the excess: a read that lost half the directory l
 a Plan over the threshold, and which of its revocations are real cannot be told from inside it
 (the IdPs' own accidental-deletion thresholds stop the whole cycle the same way). The members
 stay as they are, a `guard.held` event (and its webhook) says why, and an admin approves or drops
-the held changes. Group removals that take collection access away are guarded the same way (per
-group and per Plan): a read that empties groups costs nobody their access.
+the held changes, one by one or in bulk by filter (`HeldFilter`). Group removals and group
+deletions that take collection access away are guarded the same way (per group and per Plan; for
+SCIM over the same sliding hour): a read that empties or loses groups costs nobody their access.
+A drop by an admin sticks until the directory says something new about the member (`decide`).
 """
 
 from __future__ import annotations

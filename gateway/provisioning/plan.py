@@ -348,6 +348,7 @@ class Plan:
     gone_group_ids: set[str] = field(default_factory=set)
     group_origins: dict[str, str] = field(default_factory=dict)  # org group id -> origin
     superseded_holds: set[int] = field(default_factory=set)
+    released_drops: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.sort()

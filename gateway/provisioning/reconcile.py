@@ -341,7 +341,7 @@ def _key_by_change(session: Session, state: OrgState, ids: dict[str, list[int]])
         key = change_from_json(change).member_key
         assert key is not None
         if held_id in kept:
-            state.kept[key] = f"kept: dropped by {decided_by} on {decided_at:%Y-%m-%d}"
+            state.kept[key] = (held_id, f"kept: dropped by {decided_by} on {decided_at:%Y-%m-%d}")
         else:
             state.holds[key] = held_id
 
