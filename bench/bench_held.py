@@ -109,8 +109,9 @@ def main() -> None:
         db = Database(url)
         db.upgrade()
         start = time.perf_counter()
-        org_id = seed(db, "approve", args.held)
-        drop_org = seed(db, "drop", args.held)
+        run = f"{time.time():.0f}"  # a database given again gets organizations of its own
+        org_id = seed(db, f"approve-{run}", args.held)
+        drop_org = seed(db, f"drop-{run}", args.held)
         ids = held_ids(db, org_id)
         print(
             f"database: {db.dialect}; {len(ids):,} + {len(held_ids(db, drop_org)):,} revokes "
