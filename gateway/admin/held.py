@@ -13,13 +13,7 @@ from sqlalchemy.orm import Session
 
 from gateway.errors import InvalidInput, NotFound
 from gateway.provisioning import guard
-from gateway.provisioning.engine import (
-    HeldDecisions,
-    approve_held,
-    approve_many,
-    drop_held,
-    drop_many,
-)
+from gateway.provisioning.engine import HeldDecisions, approve_held, decide_held, drop_held
 from gateway.provisioning.guard import HeldFilter
 from gateway.store.models import HeldChange, Member, Organization
 
@@ -85,9 +79,4 @@ def decide_matching(
     session: Session, org: Organization, wanted: HeldFilter, decision: str, actor: str
 ) -> HeldDecisions:
     """Approve or drop every pending held change `wanted` takes, in the caller's transaction."""
-    rows = matching(session, org, wanted)
-    if decision == "approve":
-        return approve_many(session, org, rows, actor)
-    if decision == "drop":
-        return drop_many(session, org, rows, actor)
-    raise NotFound(f"no decision {decision!r}: approve or drop")
+    return decide_held(session, org, wanted, decision, actor)

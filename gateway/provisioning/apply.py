@@ -456,9 +456,7 @@ def _bookkeeping(session: Session, org: Organization, plan: Plan, actor: str) ->
         if (held := session.get(HeldChange, held_id)) is not None and held.status == "pending"
     ]
     if superseded:
-        guard.decide(
-            session, superseded, "dropped", actor, note="no longer wanted: the directory changed"
-        )
+        guard.decide(session, superseded, "dropped", actor, note=guard.NO_LONGER_WANTED)
     for part in chunks({str(i) for i in plan.released_drops}):
         session.execute(
             update(HeldChange).where(HeldChange.id.in_([int(i) for i in part])).values(kept=False)

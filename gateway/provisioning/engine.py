@@ -9,7 +9,7 @@ from sqlalchemy import event, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper, Session, object_session
 
-from gateway.errors import NotFound
+from gateway.errors import InvalidInput, NotFound
 from gateway.events import record_event
 from gateway.orgs import find_org
 from gateway.provisioning import guard
@@ -182,9 +182,6 @@ class HeldDecisions:
         return {"approved": self.approved, "gone": self.gone, "dropped": self.dropped}
 
 
-NO_LONGER_WANTED = "no longer wanted: the directory changed"
-
-
 def approve_many(
     session: Session, org: Organization, helds: list[HeldChange], actor: str
 ) -> HeldDecisions:
@@ -229,7 +226,7 @@ def _approve_checked(
             still.append(held)
             changes.append(change)
     if gone:
-        guard.decide(session, gone, "dropped", actor, note=NO_LONGER_WANTED)
+        guard.decide(session, gone, "dropped", actor, note=guard.NO_LONGER_WANTED)
     if still:
         guard.decide(session, still, "approved", actor)
         apply(session, org, Plan(org_id=org.id, changes=changes), actor, guarded=False)
@@ -247,6 +244,20 @@ def drop_many(
         ids = {int(i) for i in part}
         guard.decide(session, [h for h in helds if h.id in ids], "dropped", actor, keep=True)
     return HeldDecisions(dropped=len(helds))
+
+
+def decide_held(
+    session: Session, org: Organization, wanted: guard.HeldFilter, decision: str, actor: str
+) -> HeldDecisions:
+    """Approve or drop every pending held change of `org` that `wanted` takes, read under the
+    organization's lock (a decision running beside it cannot take the same ones twice)."""
+    if decision not in ("approve", "drop"):
+        raise InvalidInput(f"no decision {decision!r}: approve or drop")
+    lock_org(session, org.id)
+    rows = guard.select_held(session, org.id, wanted)
+    if decision == "approve":
+        return approve_many(session, org, rows, actor)
+    return drop_many(session, org, rows, actor)
 
 
 def approve_held(session: Session, held_id: int, actor: str) -> str:

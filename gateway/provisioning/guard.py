@@ -53,6 +53,7 @@ HELD_EVENT = "guard.held"
 # Exit status of a command that applied a Plan but had changes held (`sync run`,
 # `plan --apply`, `mapping set --apply`): a scheduler tells it from success (0) and failure (1).
 EXIT_HELD = 3
+NO_LONGER_WANTED = "no longer wanted: the directory changed"
 
 
 @dataclass(frozen=True)
