@@ -143,6 +143,18 @@ def organization(database, live_console):
     return Scim(app, org_id, token)
 
 
+SALES_DEALS = "collections:\n  - {group: Sales, collections: [Deals], permission: edit}\n"
+
+
+def show_mapping_plan(page, tmp_path, text: str) -> None:
+    """Upload a mapping on the organization's Mapping tab and open its Plan."""
+    mapping_file = tmp_path / "mapping.yaml"
+    mapping_file.write_text(text)
+    page.click("nav.tabs >> text=Mapping")
+    page.set_input_files("input[name=file]", str(mapping_file))
+    page.click("button:has-text('Show the Plan')")
+
+
 def test_console_journey_in_a_browser(page, database, live_console, tmp_path):
     make_admin(database, "ops@msp.example")
     make_admin(database, "backup@msp.example")
@@ -181,13 +193,7 @@ def test_console_journey_in_a_browser(page, database, live_console, tmp_path):
     assert status == "revoked"
 
     # Upload a mapping, read its Plan, apply it.
-    mapping_file = tmp_path / "mapping.yaml"
-    mapping_file.write_text(
-        "collections:\n  - {group: Sales, collections: [Deals], permission: edit}\n"
-    )
-    page.click("nav.tabs >> text=Mapping")
-    page.set_input_files("input[name=file]", str(mapping_file))
-    page.click("button:has-text('Show the Plan')")
+    show_mapping_plan(page, tmp_path, SALES_DEALS)
     assert "Deals" in page.inner_text("#plan")
     shot(page, "mapping-plan")
     page.click("button:has-text('Apply this mapping')")
@@ -313,13 +319,7 @@ def test_a_dropped_revoke_stays_dropped_when_an_unrelated_mapping_is_applied(
     page.goto(f"/console/orgs/{scim.org_id}/held")
     page.click("#held >> button:has-text('Drop')")
     assert "the member stays as they are" in page.inner_text(".flash")
-    mapping_file = tmp_path / "mapping.yaml"
-    mapping_file.write_text(
-        "collections:\n  - {group: Sales, collections: [Deals], permission: edit}\n"
-    )
-    page.click("nav.tabs >> text=Mapping")
-    page.set_input_files("input[name=file]", str(mapping_file))
-    page.click("button:has-text('Show the Plan')")
+    show_mapping_plan(page, tmp_path, SALES_DEALS)
     # The Plan says why ann is left as she is, and applying it keeps her.
     body = page.inner_text("main")
     assert "member.revoke member ann@acme.example: kept: dropped by admin:" in body
