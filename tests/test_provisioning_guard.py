@@ -30,9 +30,8 @@ def cli_runner(database, tmp_path):
     register(group)
     env = {"GATEWAY_DATABASE_URL": database.url, "GATEWAY_DATA_DIR": str(tmp_path / "data")}
 
-    def run(*args: str) -> click.testing.Result:
-        result = CliRunner().invoke(group, list(args), env=env, catch_exceptions=False)
-        return result
+    def run(*args: str, input: str | None = None) -> click.testing.Result:
+        return CliRunner().invoke(group, list(args), env=env, input=input, catch_exceptions=False)
 
     return run
 

@@ -40,6 +40,7 @@ from gateway.errors import InvalidInput
 from gateway.events import display_url
 from gateway.http_errors import error_response
 from gateway.lifecycle import webhooks
+from gateway.provisioning.guard import HeldFilter
 
 api = Blueprint("admin_api", __name__, url_prefix="/api/v1")
 
@@ -419,6 +420,39 @@ def drop_held(org_id: str, held_id: int) -> Any:
         org = principal().org(session, org_id)
         held.drop(session, org, held_id, principal().actor)
     return {"id": held_id, "outcome": "dropped"}
+
+
+def _decide_held(org_id: str, body: dict, decision: str) -> dict:
+    body.pop("all")
+    wanted = HeldFilter(**body)
+    with _write() as session:
+        org = principal().org(session, org_id)
+        done = held.decide_matching(session, org, wanted, decision, principal().actor)
+    return {"matched": done.approved + done.gone + done.dropped, **done.to_json()}
+
+
+@operation(
+    "/orgs/{org_id}/held/approve",
+    "post",
+    "Approve held changes in bulk: all, or by kind, group, date, member e-mail prefix",
+    tag="held",
+    body=s.HeldBulk,
+    response=s.HeldBulkOut,
+)
+def approve_held_bulk(org_id: str, body: dict) -> Any:
+    return _decide_held(org_id, body, "approve")
+
+
+@operation(
+    "/orgs/{org_id}/held/drop",
+    "post",
+    "Drop held changes in bulk (the members stay as they are until the directory changes them)",
+    tag="held",
+    body=s.HeldBulk,
+    response=s.HeldBulkOut,
+)
+def drop_held_bulk(org_id: str, body: dict) -> Any:
+    return _decide_held(org_id, body, "drop")
 
 
 # --- mapping --------------------------------------------------------------------------------------

@@ -495,6 +495,62 @@ def held_decide(org_id: str, held_id: int, decision: str) -> Any:
     return redirect(url_for("console.held_page", org_id=org_id))
 
 
+def _bulk_decision(values: Any) -> str:
+    decision = values.get("decision", "")
+    if decision not in ("approve", "drop"):
+        raise InvalidInput("choose Approve or Drop")
+    return decision
+
+
+@console.get("/orgs/<org_id>/held/bulk")
+def held_bulk_confirm(org_id: str) -> str:
+    """The confirmation step of a bulk decision: what will happen, and to how many."""
+    decision = _bulk_decision(request.args)
+    wanted = held.parse_filter(request.args)
+    with _read() as session:
+        org = principal().org(session, org_id)
+        rows = held.matching(session, org, wanted)
+        kinds: dict[str, int] = {}
+        for row in rows:
+            kinds[row.kind] = kinds.get(row.kind, 0) + 1
+    return _org_page(
+        "held_confirm.html",
+        org,
+        "held",
+        decision=decision,
+        wanted=wanted,
+        count=len(rows),
+        kinds=sorted(kinds.items()),
+        sample=rows[:10],
+        fields={
+            **{k: request.args.get(k, "") for k in held.FILTER_FIELDS},
+            "through_id": str(max((r.id for r in rows), default=0)),
+        },
+    )
+
+
+@console.post("/orgs/<org_id>/held/bulk")
+def held_bulk_decide(org_id: str) -> Any:
+    decision = _bulk_decision(request.form)
+    wanted = held.parse_filter(request.form)
+    with _write() as session:
+        org = principal().org(session, org_id)
+        done = held.decide_matching(session, org, wanted, decision, principal().actor)
+    if decision == "approve":
+        flash(
+            f"Approved {done.approved} held change(s): applied. "
+            f"{done.gone} no longer asked for by the directory were dropped.",
+            "ok",
+        )
+    else:
+        flash(
+            f"Dropped {done.dropped} held change(s): the members stay as they are until the "
+            "directory changes them.",
+            "ok",
+        )
+    return redirect(url_for("console.held_page", org_id=org_id))
+
+
 # --- organization: mapping ------------------------------------------------------------------------
 
 

@@ -7,9 +7,12 @@ domain rules (the service functions check those).
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from datetime import UTC
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from gateway.admin.members import ACTIONS, PAGE_SIZES
+from gateway.provisioning.guard import KIND_FILTERS
 from gateway.store.models import ADMIN_ROLES, MEMBER_ROLES, MEMBER_STATUSES, ORG_PLANS
 
 SEAT_RANGE = validate.Range(min=0, max=10_000_000)
@@ -193,6 +196,36 @@ class HeldOut(_Strict):
 class HeldDecision(_Strict):
     id = fields.Integer(required=True)
     outcome = fields.String(required=True, validate=validate.OneOf(["approved", "dropped"]))
+
+
+class HeldBulk(_Strict):
+    """Which pending held changes to decide: `all`, or a filter (the fields combine with AND)."""
+
+    all = fields.Boolean(load_default=False, metadata={"description": "every pending one"})
+    kind = fields.String(
+        validate=validate.OneOf(list(KIND_FILTERS)),
+        metadata={"description": "deprovision, revoke, remove, group-removal, group-deletion"},
+    )
+    group = fields.String(validate=validate.Length(min=1, max=400))
+    created_before = fields.AwareDateTime(default_timezone=UTC)
+    created_after = fields.AwareDateTime(default_timezone=UTC)
+    email_prefix = fields.String(validate=validate.Length(min=1, max=320))
+
+    @validates_schema
+    def _says_which(self, data: dict, **kwargs: object) -> None:
+        if not data.get("all") and len(data) <= 1:
+            raise ValidationError("say which held changes: all: true, or a filter")
+
+
+class HeldBulkOut(_Strict):
+    matched = fields.Integer(
+        required=True, metadata={"description": "pending ones the filter took"}
+    )
+    approved = fields.Integer(required=True, metadata={"description": "applied"})
+    gone = fields.Integer(
+        required=True, metadata={"description": "dropped: the directory no longer asks for them"}
+    )
+    dropped = fields.Integer(required=True, metadata={"description": "dropped by this call"})
 
 
 # --- mapping --------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from gateway import lifecycle
@@ -333,9 +333,18 @@ class _Applier:
         )
 
     def delete_group(self, c: DeleteGroup) -> None:
+        # Its members lose the group's collection access: the guard's sliding hour counts them.
+        granted = self.session.scalar(
+            select(func.count(MemberGroup.member_id)).where(
+                MemberGroup.group_id == c.group_id,
+                select(GroupCollectionAccess.group_id)
+                .where(GroupCollectionAccess.group_id == c.group_id)
+                .exists(),
+            )
+        )
         self.session.execute(delete(Group).where(Group.id == c.group_id))
         self.groups.pop(c.name.lower(), None)
-        self.event("group.deleted", "group", c.group_id, name=c.name)
+        self.event("group.deleted", "group", c.group_id, name=c.name, lost_access=granted or 0)
 
 
 _ONE_BY_ONE = {
@@ -442,9 +451,14 @@ def _bookkeeping(session: Session, org: Organization, plan: Plan, actor: str) ->
     ]
     for i in range(0, len(rows), 2000):
         session.execute(insert(DirectoryGroupDigest), rows[i : i + 2000])
-    for held_id in sorted(plan.superseded_holds):
-        held = session.get(HeldChange, held_id)
-        if held is not None and held.status == "pending":
-            guard.decide(
-                session, held, "dropped", actor, note="no longer wanted: the directory changed"
-            )
+    superseded = [
+        held
+        for held_id in sorted(plan.superseded_holds)
+        if (held := session.get(HeldChange, held_id)) is not None and held.status == "pending"
+    ]
+    if superseded:
+        guard.decide(session, superseded, "dropped", actor, note=guard.NO_LONGER_WANTED)
+    for part in chunks({str(i) for i in plan.released_drops}):
+        session.execute(
+            update(HeldChange).where(HeldChange.id.in_([int(i) for i in part])).values(kept=False)
+        )

@@ -5,6 +5,7 @@ Register on the main command with `register(main)` (see gateway/cli.py).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from gateway.cli_context import (
 )
 from gateway.errors import InvalidInput
 from gateway.events import record_event
-from gateway.provisioning.guard import EXIT_HELD, held_notice
+from gateway.provisioning.guard import EXIT_HELD, KIND_FILTERS, held_notice
 from gateway.provisioning.plan import Plan
 from gateway.provisioning.summary import PlanSummary, render
 from mappings import MappingError, dump_mapping
@@ -306,8 +307,9 @@ def plan(ctx: CliContext, org_key: str, apply_now: bool, as_json: bool, limit: i
 def held(
     click_ctx: click.Context, org_key: str | None, include_decided: bool, as_json: bool
 ) -> None:
-    """Changes held by the guard (deprovisionings, group removals that take collection access
-    away): list them (--org), approve or drop one."""
+    """Changes held by the guard (deprovisionings, group removals and deletions that take
+    collection access away): list them (--org), approve or drop one, or many at once
+    (`held approve --org ORG --all`, or by --kind, --group, --before, --after, --email-prefix)."""
     if click_ctx.invoked_subcommand is not None:
         return
     if not org_key:
@@ -326,7 +328,7 @@ def held(
                 "kind": h.kind,
                 "member_id": h.member_id,
                 "email": h.change.get("email"),
-                "group": h.change.get("group"),
+                "group": h.change.get("group") or h.change.get("name"),
                 "reason": h.reason,
                 "actor": h.actor,
                 "created": h.created_at,
@@ -358,33 +360,111 @@ def held(
     )
 
 
-@held.command("approve")
-@click.argument("held_id", type=int)
-@pass_ctx
-@handle_errors
-def held_approve(ctx: CliContext, held_id: int) -> None:
-    """Apply a held change (dropped instead if the directory no longer wants it)."""
-    from gateway.provisioning.engine import approve_held
+def _bulk_options(command):  # type: ignore[no-untyped-def]
+    """What `held approve` and `held drop` take to decide many held changes at once."""
+    options = [
+        click.argument("held_id", type=int, required=False),
+        click.option("--org", "org_key", help="Organization id or name (with a filter)."),
+        click.option("--all", "everything", is_flag=True, help="Every pending held change."),
+        click.option(
+            "--kind",
+            type=click.Choice(list(KIND_FILTERS)),
+            help="Only this kind: revokes, removals, group removals or group deletions.",
+        ),
+        click.option("--group", help="Only removals from (or the deletion of) this group."),
+        click.option(
+            "--before", "created_before", help="Only changes held before (YYYY-MM-DD[ HH:MM], UTC)."
+        ),
+        click.option("--after", "created_after", help="Only changes held since (UTC)."),
+        click.option("--email-prefix", help="Only members whose e-mail starts with this."),
+        click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask to confirm."),
+        pass_ctx,
+        handle_errors,
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
-    with ctx.current_db().transaction() as session:
-        outcome, _ = approve_held(session, held_id, ADMIN)
-    if outcome == "approved":
-        click.echo(f"Approved and applied held change {held_id}.")
+
+def _decide(ctx: CliContext, decision: str, held_id: int | None, bulk: dict) -> None:
+    """One held change by id, or every one a filter takes (with a count and a confirmation)."""
+    from gateway.admin import held as held_changes
+    from gateway.orgs import find_org
+    from gateway.provisioning.engine import approve_held, drop_held
+
+    org_key, everything, assume_yes = (
+        bulk.pop("org_key"),
+        bulk.pop("everything"),
+        bulk.pop("assume_yes"),
+    )
+    wanted = held_changes.parse_filter(bulk)
+    db = ctx.current_db()
+    if held_id is not None:
+        if org_key or everything or not wanted.everything:
+            raise InvalidInput("give a held change id or a filter (--org ORG --all ...), not both")
+        with db.transaction() as session:
+            if decision == "drop":
+                drop_held(session, held_id, ADMIN)
+                outcome = "dropped"
+            else:
+                outcome = approve_held(session, held_id, ADMIN)
+        if outcome == "approved":
+            click.echo(f"Approved and applied held change {held_id}.")
+        elif decision == "approve":
+            click.echo(f"Held change {held_id} is no longer wanted by the directory: dropped it.")
+        else:
+            click.echo(f"Dropped held change {held_id}; the member stays as they are.")
+        return
+    if not org_key or (wanted.everything and not everything):
+        raise InvalidInput(
+            f"say which held changes: scimgate held {decision} ID, or "
+            f"scimgate held {decision} --org ORG --all (or a filter: --kind, --group, --before, "
+            "--after, --email-prefix)"
+        )
+    with db.read() as session:
+        org = find_org(session, org_key)
+        shown = held_changes.matching(session, org, wanted)
+        count = len(shown)
+    if not count:
+        click.echo(f"No pending held change of {org.name} matches ({wanted.describe()}).")
+        return
+    what = (
+        "apply them (each only if the directory still asks for it)"
+        if decision == "approve"
+        else "drop them: the members stay as they are until the directory changes them"
+    )
+    click.echo(f"{count} pending held change(s) of {org.name} match ({wanted.describe()}).")
+    if not assume_yes:
+        click.confirm(f"{decision.capitalize()} all {count}: {what}?", abort=True)
+    # What was counted and confirmed: changes held meanwhile wait for a decision of their own.
+    wanted = dataclasses.replace(wanted, through_id=shown[-1].id)
+    with db.transaction() as session:
+        org = find_org(session, org_key)
+        done = held_changes.decide_matching(session, org, wanted, decision, ADMIN)
+    if decision == "approve":
+        click.echo(
+            f"Approved and applied {done.approved} held change(s); dropped {done.gone} the "
+            "directory no longer asks for."
+        )
     else:
-        click.echo(f"Held change {held_id} is no longer wanted by the directory: dropped it.")
+        click.echo(f"Dropped {done.dropped} held change(s); the members stay as they are.")
+
+
+@held.command("approve")
+@_bulk_options
+def held_approve(ctx: CliContext, held_id: int | None, **bulk: object) -> None:
+    """Apply a held change, or all that a filter takes (--org ORG --all, --kind, --group,
+    --before, --after, --email-prefix); each is dropped instead if the directory no longer
+    wants it. Asks to confirm a bulk decision unless --yes."""
+    _decide(ctx, "approve", held_id, bulk)
 
 
 @held.command("drop")
-@click.argument("held_id", type=int)
-@pass_ctx
-@handle_errors
-def held_drop(ctx: CliContext, held_id: int) -> None:
-    """Drop a held change: the member stays as they are."""
-    from gateway.provisioning.engine import drop_held
-
-    with ctx.current_db().transaction() as session:
-        drop_held(session, held_id, ADMIN)
-    click.echo(f"Dropped held change {held_id}; the member stays as they are.")
+@_bulk_options
+def held_drop(ctx: CliContext, held_id: int | None, **bulk: object) -> None:
+    """Drop a held change, or all that a filter takes: the members stay as they are until the
+    directory says something new about them. Asks to confirm a bulk decision unless --yes."""
+    _decide(ctx, "drop", held_id, bulk)
 
 
 def register(main: click.Group) -> None:

@@ -75,6 +75,9 @@ class OrgState:
     confirmed_owners: int = 0
     # Change.member_key of a pending hold -> its id
     holds: dict[tuple[str, ...], int] = field(default_factory=dict)
+    # Change.member_key of a change an admin dropped, while the directory says nothing new about
+    # the member -> its id and why it is not planned ("kept: dropped by admin:... on 2026-12-04")
+    kept: dict[tuple[str, ...], tuple[int, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -384,6 +387,9 @@ def assemble(org_id: str, groups: GroupOutcome, members: MemberOutcome, state: O
             if key in state.holds:
                 skipped.append((change, f"held by the guard (held change {state.holds[key]})"))
                 continue
+            if key in state.kept:
+                skipped.append((change, state.kept[key][1]))
+                continue
         changes.append(change)
     # A membership hold is judged only where this Plan compared the group's members.
     compared = {
@@ -391,19 +397,23 @@ def assemble(org_id: str, groups: GroupOutcome, members: MemberOutcome, state: O
         for gid in groups.managed
         if gid in groups.names or gid in state.groups
     }
-    superseded = {
-        held_id
-        for key, held_id in state.holds.items()
-        if key[1] in members.evaluated
-        and key not in produced
-        and (len(key) == 2 or key[2] in compared)
-    }
+
+    def settled(key: tuple[str, ...]) -> bool:
+        """This Plan looked at what the key names and no longer produces the change."""
+        return key not in produced and (
+            (key[0] == DeleteGroup.KIND and key[1] in state.groups)
+            or (key[1] in members.evaluated and (len(key) == 2 or key[2] in compared))
+        )
+
     plan = Plan(
         org_id=org_id,
         changes=changes,
         problems=sorted(set(members.problems)),
         skipped=skipped,
         group_origins=dict(groups.origins),
-        superseded_holds=superseded,
+        superseded_holds={held_id for key, held_id in state.holds.items() if settled(key)},
+        # A kept drop whose change the directory no longer asks for has done its work: the next
+        # time the directory asks for it, it is planned (and guarded) again.
+        released_drops={held_id for key, (held_id, _) in state.kept.items() if settled(key)},
     )
     return plan

@@ -9,7 +9,7 @@ from sqlalchemy import event, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper, Session, object_session
 
-from gateway.errors import NotFound
+from gateway.errors import InvalidInput, NotFound
 from gateway.events import record_event
 from gateway.orgs import find_org
 from gateway.provisioning import guard
@@ -24,10 +24,12 @@ from gateway.provisioning.reconcile import (
 )
 from gateway.provisioning.settings import parse_mapping, store_mapping
 from gateway.provisioning.summary import PlanSummary, summarize
+from gateway.store.batches import chunks
 from gateway.store.models import (
     DirectoryGroup,
     DirectoryGroupMember,
     DirectoryUser,
+    HeldChange,
     Member,
     Organization,
 )
@@ -189,24 +191,109 @@ def set_mapping(
     return MappingOutcome(plan, apply(session, org, plan, actor))
 
 
-def approve_held(session: Session, held_id: int, actor: str) -> tuple[str, ApplyResult | None]:
-    """Apply a held deprovisioning if the directory still wants it; otherwise drop it."""
+@dataclass
+class HeldDecisions:
+    """What a decision on held changes did: applied, or dropped because the directory no longer
+    asks for them (`gone`), or dropped by the admin (`dropped`)."""
+
+    approved: int = 0
+    gone: int = 0
+    dropped: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {"approved": self.approved, "gone": self.gone, "dropped": self.dropped}
+
+
+def approve_many(
+    session: Session, org: Organization, helds: list[HeldChange], actor: str
+) -> HeldDecisions:
+    """Apply the held changes the directory still asks for and drop the others; in the caller's
+    transaction, a chunk of members at a time (one reconcile and one apply per chunk)."""
+    lock_org(session, org.id)
+    out = HeldDecisions()
+    by_member = [h for h in helds if h.member_id]
+    for part in chunks({h.member_id for h in by_member}):  # type: ignore[misc]
+        ids = set(part)
+        _approve_checked(
+            session,
+            org,
+            [h for h in by_member if h.member_id in ids],
+            reconcile_users(session, org, ids),
+            actor,
+            out,
+        )
+    deletions = [h for h in helds if not h.member_id]
+    if deletions:
+        # A held group deletion is still wanted when no directory group feeds the group.
+        everything = reconcile_delta(session, org, DirectoryDelta(group_ids=None))
+        _approve_checked(session, org, deletions, everything, actor, out)
+    return out
+
+
+def _approve_checked(
+    session: Session,
+    org: Organization,
+    helds: list[HeldChange],
+    plan: Plan,
+    actor: str,
+    out: HeldDecisions,
+) -> None:
+    wanted = {c.member_key: c for c, _ in plan.skipped if c.member_key is not None}
+    still, gone, changes = [], [], []
+    for held in helds:
+        change = wanted.get(guard.held_change(held).member_key)
+        if change is None:
+            gone.append(held)
+        else:
+            still.append(held)
+            changes.append(change)
+    if gone:
+        guard.decide(session, gone, "dropped", actor, note=guard.NO_LONGER_WANTED)
+    if still:
+        guard.decide(session, still, "approved", actor)
+        apply(session, org, Plan(org_id=org.id, changes=changes), actor, guarded=False)
+    out.approved += len(still)
+    out.gone += len(gone)
+
+
+def drop_many(
+    session: Session, org: Organization, helds: list[HeldChange], actor: str
+) -> HeldDecisions:
+    """Drop held changes: the members stay as they are until the directory says something new
+    about them."""
+    lock_org(session, org.id)
+    for part in chunks({str(h.id) for h in helds}):
+        ids = {int(i) for i in part}
+        guard.decide(session, [h for h in helds if h.id in ids], "dropped", actor, keep=True)
+    return HeldDecisions(dropped=len(helds))
+
+
+def decide_held(
+    session: Session, org: Organization, wanted: guard.HeldFilter, decision: str, actor: str
+) -> HeldDecisions:
+    """Approve or drop every pending held change of `org` that `wanted` takes, read under the
+    organization's lock (a decision running beside it cannot take the same ones twice)."""
+    if decision not in ("approve", "drop"):
+        raise InvalidInput(f"no decision {decision!r}: approve or drop")
+    lock_org(session, org.id)
+    rows = guard.select_held(session, org.id, wanted)
+    if decision == "approve":
+        return approve_many(session, org, rows, actor)
+    return drop_many(session, org, rows, actor)
+
+
+def approve_held(session: Session, held_id: int, actor: str) -> str:
+    """Apply a held change if the directory still wants it ("approved"); otherwise drop it
+    ("dropped")."""
     held = guard.find_held(session, held_id)
     org = session.get(Organization, held.org_id)
     assert org is not None
-    lock_org(session, org.id)
-    wanted = guard.held_change(held)
-    plan = reconcile_users(session, org, [held.member_id] if held.member_id else [])
-    still = [c for c, _ in plan.skipped if c.member_key == wanted.member_key]
-    if not still:
-        guard.decide(
-            session, held, "dropped", actor, note="no longer wanted: the directory changed"
-        )
-        return "dropped", None
-    guard.decide(session, held, "approved", actor)
-    return "approved", apply(session, org, Plan(org_id=org.id, changes=still), actor, guarded=False)
+    done = approve_many(session, org, [held], actor)
+    return "approved" if done.approved else "dropped"
 
 
 def drop_held(session: Session, held_id: int, actor: str) -> None:
     held = guard.find_held(session, held_id)
-    guard.decide(session, held, "dropped", actor)
+    org = session.get(Organization, held.org_id)
+    assert org is not None
+    drop_many(session, org, [held], actor)

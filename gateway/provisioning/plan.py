@@ -293,6 +293,11 @@ class DeleteGroup(Change):
     def target(self) -> str:
         return f"group {self.name}"
 
+    @property
+    def member_key(self) -> tuple[str, ...]:
+        # The guard holds deletions of groups that grant collection access, one per group.
+        return (self.KIND, self.group_id)
+
 
 CHANGE_TYPES: dict[str, type[Change]] = {
     t.KIND: t
@@ -316,8 +321,9 @@ CHANGE_TYPES: dict[str, type[Change]] = {
     )
 }
 DEPROVISIONING = (RevokeMember, RemoveMember)
-# What the guard may hold: deprovisionings, and group removals that take collection access away.
-HOLDABLE = (*DEPROVISIONING, RemoveMembership)
+# What the guard may hold: deprovisionings, and group removals and deletions that take collection
+# access away.
+HOLDABLE = (*DEPROVISIONING, RemoveMembership, DeleteGroup)
 
 
 def change_from_json(data: dict[str, Any]) -> Change:
@@ -342,6 +348,7 @@ class Plan:
     gone_group_ids: set[str] = field(default_factory=set)
     group_origins: dict[str, str] = field(default_factory=dict)  # org group id -> origin
     superseded_holds: set[int] = field(default_factory=set)
+    released_drops: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.sort()

@@ -34,7 +34,13 @@ from gateway.provisioning.graph import (
     groups_below,
     stored_targets,
 )
-from gateway.provisioning.plan import AdoptGroup, Plan, RemoveMembership
+from gateway.provisioning.plan import (
+    AdoptGroup,
+    DeleteGroup,
+    Plan,
+    RemoveMembership,
+    change_from_json,
+)
 from gateway.provisioning.settings import OrgSettings, org_mapping
 from gateway.scim.filter import compile_filter
 from gateway.scim.schema import USER_TYPE
@@ -258,6 +264,19 @@ _OWNERS_AND_HOLDS = (
     select(
         literal("hold", _TEXT), cast(HeldChange.id, _TEXT), HeldChange.kind, HeldChange.member_id
     ).where(HeldChange.org_id == _ORG, HeldChange.status == "pending"),
+    # Drops that stick: the member's directory user is the one it was, unchanged since.
+    select(
+        literal("kept", _TEXT), cast(HeldChange.id, _TEXT), HeldChange.kind, HeldChange.member_id
+    )
+    .join(Member, Member.id == HeldChange.member_id)
+    .outerjoin(DirectoryUser, DirectoryUser.id == Member.directory_user_id)
+    .where(
+        HeldChange.org_id == _ORG,
+        HeldChange.status == "dropped",
+        HeldChange.kept.is_(True),
+        Member.directory_user_id.is_not_distinct_from(HeldChange.kept_user_id),
+        DirectoryUser.last_modified.is_not_distinct_from(HeldChange.kept_modified),
+    ),
 )
 _ORG_WATCH = union_all(*_OWNERS_AND_HOLDS)
 # The organization's groups, collections, group access, confirmed owners and pending holds: one
@@ -286,8 +305,9 @@ def load_group_layer(session: Session, org_id: str, state: OrgState, *, whole: b
     an `OrgGroupScope` reads the ones a change reaches), confirmed owners and pending holds; one
     round trip, under the organization's lock on every inline SCIM write."""
     state.groups, state.collections, state.access, state.holds = {}, {}, {}, {}
+    state.kept = {}
     state.confirmed_owners = 0
-    membership_holds: list[int] = []
+    by_change: dict[str, list[int]] = {"hold": [], "kept": []}
     statement = _ORG_GROUP_LAYER if whole else _ORG_WATCH
     for tag, a, b, c in session.execute(statement, {"org_id": org_id}):
         if tag == "group":
@@ -298,23 +318,32 @@ def load_group_layer(session: Session, org_id: str, state: OrgState, *, whole: b
             state.access.setdefault(a, {})[b] = c
         elif tag == "owners":
             state.confirmed_owners = int(a or 0)
-        elif c and b == RemoveMembership.KIND:
-            membership_holds.append(int(a))
+        elif tag == "kept" or b in _KEYED_BY_CHANGE:
+            by_change[tag].append(int(a))
         elif c:  # a hold on a member
             state.holds[(b, c)] = int(a)
-    if membership_holds:
-        _key_membership_holds(session, state, membership_holds)
+    if by_change["hold"] or by_change["kept"]:
+        _key_by_change(session, state, by_change)
 
 
-def _key_membership_holds(session: Session, state: OrgState, ids: list[int]) -> None:
-    """A held group removal is known by its member and its group (read only when there are
-    some: they are rare, and the group lives in the held change)."""
-    for held_id, member_id, change in session.execute(
-        select(HeldChange.id, HeldChange.member_id, HeldChange.change).where(
-            HeldChange.id.in_(sorted(ids))
-        )
+# Held changes known by more than their member: a group removal by its member and group, a
+# group deletion by its group (both live in the held change).
+_KEYED_BY_CHANGE = (RemoveMembership.KIND, DeleteGroup.KIND)
+
+
+def _key_by_change(session: Session, state: OrgState, ids: dict[str, list[int]]) -> None:
+    """Read only when there are some: they are rare."""
+    kept = set(ids["kept"])
+    columns = (HeldChange.id, HeldChange.change, HeldChange.decided_by, HeldChange.decided_at)
+    for held_id, change, decided_by, decided_at in session.execute(
+        select(*columns).where(HeldChange.id.in_(sorted(kept | set(ids["hold"]))))
     ):
-        state.holds[(RemoveMembership.KIND, member_id, change["group"].lower())] = held_id
+        key = change_from_json(change).member_key
+        assert key is not None
+        if held_id in kept:
+            state.kept[key] = (held_id, f"kept: dropped by {decided_by} on {decided_at:%Y-%m-%d}")
+        else:
+            state.holds[key] = held_id
 
 
 def _add_members(session: Session, state: OrgState, condition) -> None:  # type: ignore[no-untyped-def]

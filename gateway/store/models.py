@@ -26,6 +26,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -547,6 +548,11 @@ class HeldChange(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     decided_by: Mapped[str | None] = mapped_column(String(200))
+    # Revision 0009. Dropped by an admin: the member is kept as they are while their directory
+    # user stays what it was then (the link and its last change); re-plans skip the change.
+    kept: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    kept_user_id: Mapped[str | None] = mapped_column(String(36))
+    kept_modified: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 # --- lifecycle (revision 0003) ------------------------------------------------------------------

@@ -6,7 +6,18 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from scenario import accepted, api_key, make_admin, make_org_named, scim_user
+from scenario import (
+    accepted,
+    api_key,
+    deactivate,
+    hold_everything,
+    make_admin,
+    make_org_named,
+    scim_user,
+)
+from sqlalchemy import select
+
+from gateway.store.models import Member
 
 
 def bearer(key: str) -> dict:
@@ -170,3 +181,33 @@ def test_api_cannot_revoke_or_remove_the_last_confirmed_owner(admin_client, data
         assert "last confirmed owner" in report["skipped"][0]["reason"]
     with database.read() as session:
         assert session.get(Member, owner_id).status == "confirmed"
+
+
+def test_api_approves_and_drops_held_changes_in_bulk(admin_client, database, scim):
+    key = api_key(database, make_admin(database, "ops@msp.example"))
+    hold_everything(database, scim.org_id)
+    for email in ("ann@acme.example", "amy@acme.example", "bob@acme.example"):
+        deactivate(scim, scim_user(scim, email))
+    base = f"/api/v1/orgs/{scim.org_id}/held"
+    assert len(admin_client.get(base, headers=bearer(key)).json) == 3
+    vague = admin_client.post(base + "/approve", json={}, headers=bearer(key))
+    assert vague.status_code == 422
+    assert "all: true, or a filter" in str(vague.json)
+    wrong = admin_client.post(base + "/drop", json={"kind": "everyone"}, headers=bearer(key))
+    assert wrong.status_code == 422
+    # One call, counts back.
+    done = admin_client.post(
+        base + "/approve", json={"kind": "revoke", "email_prefix": "a"}, headers=bearer(key)
+    )
+    assert done.status_code == 200, done.json
+    assert done.json == {"matched": 2, "approved": 2, "gone": 0, "dropped": 0}
+    done = admin_client.post(base + "/drop", json={"all": True}, headers=bearer(key))
+    assert done.json == {"matched": 1, "approved": 0, "gone": 0, "dropped": 1}
+    assert admin_client.get(base, headers=bearer(key)).json == []
+    with database.read() as session:
+        found = dict(session.execute(select(Member.email, Member.status)).all())
+    assert found == {
+        "ann@acme.example": "revoked",
+        "amy@acme.example": "revoked",
+        "bob@acme.example": "invited",
+    }

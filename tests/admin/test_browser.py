@@ -24,6 +24,17 @@ from sqlalchemy import select
 
 from gateway.store.models import Member
 
+SALES_DEALS = "collections:\n  - {group: Sales, collections: [Deals], permission: edit}\n"
+
+
+def show_mapping_plan(page, tmp_path, text: str) -> None:
+    """Upload a mapping on the organization's Mapping tab and open its Plan."""
+    mapping_file = tmp_path / "mapping.yaml"
+    mapping_file.write_text(text)
+    page.click("nav.tabs >> text=Mapping")
+    page.set_input_files("input[name=file]", str(mapping_file))
+    page.click("button:has-text('Show the Plan')")
+
 
 def test_console_journey_in_a_browser(page, database, live_console, tmp_path):
     make_admin(database, "ops@msp.example")
@@ -63,13 +74,7 @@ def test_console_journey_in_a_browser(page, database, live_console, tmp_path):
     assert status == "revoked"
 
     # Upload a mapping, read its Plan, apply it.
-    mapping_file = tmp_path / "mapping.yaml"
-    mapping_file.write_text(
-        "collections:\n  - {group: Sales, collections: [Deals], permission: edit}\n"
-    )
-    page.click("nav.tabs >> text=Mapping")
-    page.set_input_files("input[name=file]", str(mapping_file))
-    page.click("button:has-text('Show the Plan')")
+    show_mapping_plan(page, tmp_path, SALES_DEALS)
     assert "Deals" in page.inner_text("#plan")
     shot(page, "mapping-plan")
     page.click("button:has-text('Apply this mapping')")
@@ -145,3 +150,63 @@ def test_an_invited_member_accepts_and_an_admin_confirms_in_a_browser(page, data
     with database.read() as session:
         status = session.scalar(select(Member.status).where(Member.email == "bob@acme.example"))
     assert status == "confirmed"
+
+
+def test_bulk_approve_and_drop_of_held_changes_with_a_confirmation(page, database, live_console):
+    make_admin(database, "ops@msp.example")
+    scim = organization(database, live_console)
+    hold_everything(database, scim.org_id)
+    for address in ("ann@acme.example", "amy@acme.example", "bob@acme.example"):
+        deactivate(scim, scim_user(scim, address))
+    sign_in(page, "ops@msp.example")
+    page.goto(f"/console/orgs/{scim.org_id}/held")
+    page.select_option("#held-bulk select[name=kind]", "revoke")
+    page.fill("#held-bulk input[name=email_prefix]", "a")
+    page.click("#held-bulk button:has-text('Approve all matching')")
+    # The confirmation step says what will happen and to how many; nothing happened yet.
+    confirm = page.inner_text("#held-confirm")
+    assert "Approve 2 held change(s)?" in confirm
+    assert "kind revoke, member e-mail starting 'a'" in confirm
+    assert "ann@acme.example" in confirm and "bob@acme.example" not in confirm
+    shot(page, "held-bulk-confirm")
+    with database.read() as session:
+        assert "revoked" not in set(session.scalars(select(Member.status)))
+    page.click("#held-confirm button:has-text('Approve 2 held change(s)')")
+    assert "Approved 2 held change(s): applied." in page.inner_text(".flash")
+    # Drop is the destructive-looking choice, confirmed the same way.
+    page.click("#held-bulk button:has-text('Drop all matching')")
+    button = page.locator("#held-confirm button:has-text('Drop 1 held change(s)')")
+    assert "danger" in button.get_attribute("class")
+    assert "the members stay as they are" in page.inner_text("#held-confirm")
+    button.click()
+    assert "Dropped 1 held change(s)" in page.inner_text(".flash")
+    assert "Nothing is held." in page.inner_text("#held")
+    with database.read() as session:
+        found = dict(session.execute(select(Member.email, Member.status)).all())
+    assert found == {
+        "ann@acme.example": "revoked",
+        "amy@acme.example": "revoked",
+        "bob@acme.example": "invited",
+    }
+
+
+def test_a_dropped_revoke_stays_dropped_when_an_unrelated_mapping_is_applied(
+    page, database, live_console, tmp_path
+):
+    make_admin(database, "ops@msp.example")
+    scim = organization(database, live_console)
+    hold_everything(database, scim.org_id)
+    deactivate(scim, scim_user(scim, "ann@acme.example"))
+    sign_in(page, "ops@msp.example")
+    page.goto(f"/console/orgs/{scim.org_id}/held")
+    page.click("#held >> button:has-text('Drop')")
+    assert "the member stays as they are" in page.inner_text(".flash")
+    show_mapping_plan(page, tmp_path, SALES_DEALS)
+    # The Plan says why ann is left as she is, and applying it keeps her.
+    body = page.inner_text("main")
+    assert "member.revoke member ann@acme.example: kept: dropped by admin:" in body
+    assert "member.revoke" not in page.inner_text("#plan-summary")
+    page.click("button:has-text('Apply this mapping')")
+    assert "Mapping applied" in page.inner_text(".flash")
+    with database.read() as session:
+        assert session.scalar(select(Member.status)) == "invited"

@@ -231,3 +231,27 @@ def test_a_read_that_empties_groups_removes_no_access(cli_env, slapd, openldap):
     assert fixed.exit_code == 0, fixed.output
     assert memberships(db, org_id) == {"engineering": 20, "sales": 20}
     assert invoke(held, "--org", "Acme").output.strip() == "Nothing held."
+
+
+def test_a_read_that_loses_a_group_granting_access_deletes_nothing(cli_env, slapd, openldap):
+    db = cli_env
+    story(db, slapd, openldap, n=20)
+    # The sales group moves out of the group search base, as a broken read ACL hides it.
+    openldap.rename(
+        f"cn=sales,ou=groups,{openldap.base}", "cn=sales", f"ou=elsewhere,{openldap.base}"
+    )
+    result = invoke(sync, "run", "--org", "Acme", "--full")
+    assert result.exit_code == 3, result.output
+    assert "sales (deleted) loses 10 of 10 members" in result.output
+    with db.read() as session:
+        [held_change] = session.scalars(select(HeldChange)).all()
+        assert (held_change.kind, held_change.change["name"]) == ("group.delete", "sales")
+    assert "group.delete sales" in invoke(held, "--org", "Acme").output
+    # The directory is read right again: the hold is no longer wanted, nobody lost access.
+    openldap.rename(
+        f"cn=sales,ou=elsewhere,{openldap.base}", "cn=sales", f"ou=groups,{openldap.base}"
+    )
+    assert invoke(sync, "run", "--org", "Acme", "--full").exit_code == 0
+    assert invoke(held, "--org", "Acme").output.strip() == "Nothing held."
+    with db.read() as session:
+        assert session.scalar(select(HeldChange.status)) == "dropped"
