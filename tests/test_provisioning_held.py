@@ -141,10 +141,9 @@ def test_a_dropped_revoke_stays_dropped_until_the_directory_changes_the_member(
     result = run("mapping", "set", "--org", "Acme", str(mapping), "--apply")
     assert result.exit_code == 0, result.output
     today = datetime.now(UTC).strftime("%Y-%m-%d")
-    assert (
-        f"Skipped member.revoke member ann@acme.com: kept: dropped by admin:cli on {today}"
-        in result.output
-    )
+    [kept] = [line for line in result.output.splitlines() if "ann@acme.com" in line]
+    assert "member.revoke" in kept
+    assert kept.endswith(f"kept: dropped by admin:cli on {today}"), result.output
     assert statuses(database, scim.org_id)["ann@acme.com"] == "invited"
     assert run("plan", "--org", "Acme", "--apply").exit_code == 0
     assert statuses(database, scim.org_id)["ann@acme.com"] == "invited"
