@@ -28,6 +28,7 @@ from connectors.ldap.reader import (
     GroupRecord,
     Memberships,
     Reader,
+    RootInfo,
     UserIndex,
     UserRecord,
     direct_users,
@@ -36,9 +37,15 @@ from connectors.ldap.reader import (
     unknown_member_dns,
 )
 from gateway.errors import GatewayError
-from gateway.provisioning import DirectoryChange, directory_changed
+from gateway.provisioning import (
+    DELETED,
+    GONE,
+    LEFT_SCOPE,
+    DirectoryChange,
+    directory_changed,
+)
 from gateway.store import Database
-from gateway.store.models import DirectoryUser, SyncRun, utcnow
+from gateway.store.models import DirectoryGroup, DirectoryUser, SyncRun, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +154,29 @@ def _read_groups(reader: Reader) -> dict[str, GroupRecord]:
     return groups
 
 
-def read_full(reader: Reader, cfg: ConnectorConfig, is_ad: bool) -> ReadResult:
+@dataclass
+class Known:
+    """The external ids the directory layer holds for this connector before the run."""
+
+    users: set[str] = field(default_factory=set)
+    groups: set[str] = field(default_factory=set)
+
+
+def departure_reasons(reader: Reader, departed: set[str], root: RootInfo) -> dict[str, str]:
+    """Why each departed user went, as the member's revoke will say it."""
+    where = reader.whereabouts(departed, root)
+    if where.unknown_because:
+        reader.warnings.append(
+            f"could not tell whether {len(departed - where.deleted)} user(s) that left the "
+            f"sync scope were moved or deleted: {where.unknown_because}"
+        )
+    return {
+        ext: DELETED if ext in where.deleted else LEFT_SCOPE if ext in where.elsewhere else GONE
+        for ext in departed
+    }
+
+
+def read_full(reader: Reader, cfg: ConnectorConfig, root: RootInfo, known: Known) -> ReadResult:
     users: dict[str, UserRecord] = {}
     index = UserIndex()
     for record in reader.users():
@@ -159,25 +188,56 @@ def read_full(reader: Reader, cfg: ConnectorConfig, is_ad: bool) -> ReadResult:
         users[record.external_id] = record
         index.add(record.external_id, record.dn, record.uid, record.primary_group)
     groups = _read_groups(reader)
-    memberships = _memberships(reader, cfg, groups, index, is_ad)
-    return ReadResult(users, groups, memberships, complete=True, warnings=reader.warnings)
+    memberships = _memberships(reader, cfg, groups, index, root.is_ad)
+    # Whatever this read did not find is gone: say where it went.
+    departed = departure_reasons(reader, known.users - set(users), root)
+    return ReadResult(
+        users,
+        groups,
+        memberships,
+        complete=True,
+        warnings=reader.warnings,
+        departed_users=departed,
+    )
 
 
 def read_delta(
-    reader: Reader, cfg: ConnectorConfig, since: str, known_users: set[str], is_ad: bool
+    reader: Reader, cfg: ConnectorConfig, since: str, known: Known, root: RootInfo
 ) -> ReadResult:
-    """Changed users, and when any group changed (or a new user may sit in a primary group or a
-    posixGroup) every group's members again: a member added to a nested group changes only that
-    group, yet every group above it."""
+    """Changed users, and when any group changed (or left the scope, or a new user may sit in a
+    primary group or a posixGroup) every group's members again: a member added to a nested group
+    changes only that group, yet every group above it.
+
+    Departures no change filter sees (an entry moved out of the search base, deleted, or no
+    longer matching the filter) are found by enumerating the ids of everything in scope and
+    comparing them with what the directory layer holds. That enumeration is a read like any
+    other: when it fails, the run fails and nobody is deprovisioned."""
     users = {record.external_id: record for record in reader.users(since)}
     changed_groups = next(iter(reader.groups(since)), None) is not None
-    new_users = any(ext not in known_users for ext in users)
-    if not changed_groups and not (new_users and (cfg.primary_group or cfg.attributes.member_uid)):
-        return ReadResult(users, None, None, complete=False, warnings=reader.warnings)
-    index = reader.user_index()
-    groups = _read_groups(reader)
-    memberships = _memberships(reader, cfg, groups, index, is_ad)
-    return ReadResult(users, groups, memberships, complete=False, warnings=reader.warnings)
+    departed_groups = known.groups - reader.identities("groups")
+    new_users = any(ext not in known.users for ext in users)
+    index: UserIndex | None = None
+    groups = memberships = None
+    if (
+        changed_groups
+        or departed_groups
+        or (new_users and (cfg.primary_group or cfg.attributes.member_uid))
+    ):
+        index = reader.user_index()
+        groups = _read_groups(reader)
+        memberships = _memberships(reader, cfg, groups, index, root.is_ad)
+        departed_groups = known.groups - set(groups)
+    in_scope = set(index.by_dn.values()) if index is not None else reader.identities("users")
+    departed = departure_reasons(reader, known.users - in_scope - set(users), root)
+    return ReadResult(
+        users,
+        groups,
+        memberships,
+        complete=False,
+        warnings=reader.warnings,
+        departed_users=departed,
+        departed_groups=departed_groups,
+    )
 
 
 def _since_filter(cfg: ConnectorConfig, cursor: dict) -> str:
@@ -195,7 +255,7 @@ def _next_timestamp(cfg: ConnectorConfig, started: datetime) -> str:
 
 
 def read_directory(
-    cfg: ConnectorConfig, kind: str, cursor: dict, known_users: set[str], progress: Progress | None
+    cfg: ConnectorConfig, kind: str, cursor: dict, known: Known, progress: Progress | None
 ) -> tuple[str, ReadResult, dict]:
     """(kind actually run, what was read, the next cursor). Raises LdapError on any failure."""
     bound: Bound | None = None
@@ -234,9 +294,9 @@ def read_directory(
                 kind = "full"
         started = root.server_time or started
         if kind == "delta":
-            read = read_delta(reader, cfg, _since_filter(cfg, cursor), known_users, root.is_ad)
+            read = read_delta(reader, cfg, _since_filter(cfg, cursor), known, root)
         else:
-            read = read_full(reader, cfg, root.is_ad)
+            read = read_full(reader, cfg, root, known)
         if cfg.delta == "modify_timestamp":
             next_cursor["timestamp"] = _next_timestamp(cfg, started)
         if cfg.delta == "none":
@@ -279,11 +339,16 @@ def sync_connector(
     now = utcnow()
     with db.read() as session:
         chosen, cursor = choose_kind(session, org_id, cfg, now)
-        known_users = set(
-            session.scalars(
-                select(DirectoryUser.external_id).where(
-                    DirectoryUser.org_id == org_id, DirectoryUser.source == cfg.source
+        known = Known(
+            *(
+                set(
+                    session.scalars(
+                        select(model.external_id).where(
+                            model.org_id == org_id, model.source == cfg.source
+                        )
+                    )
                 )
+                for model in (DirectoryUser, DirectoryGroup)
             )
         )
     if kind == "full":
@@ -317,7 +382,7 @@ def sync_connector(
             session.flush()
             run_id = run.id
     try:
-        ran, read, next_cursor = read_directory(cfg, chosen, cursor, known_users, progress)
+        ran, read, next_cursor = read_directory(cfg, chosen, cursor, known, progress)
         result = _write(db, org_id, cfg, read, ran, next_cursor, run_id, dry_run)
     except Exception as exc:
         message = str(exc) if isinstance(exc, GatewayError) else f"{exc.__class__.__name__}: {exc}"
@@ -367,7 +432,7 @@ def _write(
                 if planner is not None:
                     # The whole organization's Plan against the directory layer as this run
                     # would leave it; then everything rolls back.
-                    plan = planner(session, org_id)[1]
+                    plan = planner(session, org_id, change=change)[1]
                 session.rollback()
             else:
                 applied = directory_changed(session, change)
