@@ -244,3 +244,42 @@ def test_ad_delta_tells_deleted_users_from_moved_ones_and_deletes_a_deleted_grou
     finally:
         bound.close()
     assert tombstones == {carol_id} and uuid.UUID(carol_id)
+
+
+def test_ad_delta_bound_as_a_plain_user_still_deprovisions_the_deleted(
+    database, samba_dc, ad, samba_admin, monkeypatch
+):
+    """A service account that is no administrator (Deleted Objects may be hidden from it) still
+    sees a deletion: an entry found nowhere in the naming context was deleted."""
+    from ldap3 import MODIFY_REPLACE
+
+    db = database
+    service = ad.user("svc", ad.base, mail=None)
+    password = "Svc-Passw0rd-" + ad.tag
+    samba_admin.modify(
+        service,
+        {
+            "unicodePwd": [(MODIFY_REPLACE, [f'"{password}"'.encode("utf-16-le")])],
+            "userAccountControl": [(MODIFY_REPLACE, ["512"])],
+        },
+    )
+    assert samba_admin.result["result"] == 0, samba_admin.result
+    monkeypatch.setenv("SCIMGATE_TEST_AD_SVC_PW", password)
+    alice = ad.user("alice", ad.base)
+    carol = ad.user("carol", ad.base)
+    ad.group("devs", ad.base, [alice, carol])
+    bind = {
+        "user": f"svc-{ad.tag}@{samba_dc.realm.lower()}",
+        "password_env": "SCIMGATE_TEST_AD_SVC_PW",
+    }
+    org_id = configure(db, {"main": ad_connector(samba_dc, ad.base, bind=bind)})
+    cfg = connector(db, org_id)
+    sync_connector(db, org_id, cfg)
+
+    ad.delete(carol)
+    run = sync_connector(db, org_id, cfg)
+
+    assert run.kind == "delta"
+    assert statuses(db, org_id)["carol@example.org"] == "revoked"
+    revoked = events(db, org_id, "member.revoked")
+    assert revoked["carol@example.org"]["reason"] == "deleted from the directory"
