@@ -187,6 +187,7 @@ class Reader:
         self.cfg = cfg
         self.progress = progress or (lambda stage, n: None)
         self.warnings: list[str] = []
+        self.without_email: set[str] = set()  # in scope, but skipped: no e-mail to provision
 
     # --- searching ----------------------------------------------------------------------------
 
@@ -370,10 +371,11 @@ class Reader:
         todo = set(departed)
         if not todo:
             return found
-        if root.is_ad and root.naming_context:
+        stable = {i for i in todo if not i.startswith("dn:")}  # a tombstone has another DN
+        if root.is_ad and root.naming_context and stable:
             try:
                 found.deleted = self._look_up(
-                    todo,
+                    stable,
                     f"CN=Deleted Objects,{root.naming_context}",
                     LEVEL,
                     [(SHOW_DELETED, True, None)],
@@ -471,6 +473,7 @@ class Reader:
             self.warnings.append(
                 f"skipped {entry.dn}: no e-mail ({a.email}) and no e-mail fallback"
             )
+            self.without_email.add(external_id)
             return None
         given, family = entry.text(a.given_name), entry.text(a.family_name)
         display = entry.text(a.display_name)

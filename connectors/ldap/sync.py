@@ -41,6 +41,7 @@ from gateway.provisioning import (
     DELETED,
     GONE,
     LEFT_SCOPE,
+    NO_EMAIL,
     DirectoryChange,
     directory_changed,
 )
@@ -189,8 +190,11 @@ def read_full(reader: Reader, cfg: ConnectorConfig, root: RootInfo, known: Known
         index.add(record.external_id, record.dn, record.uid, record.primary_group)
     groups = _read_groups(reader)
     memberships = _memberships(reader, cfg, groups, index, root.is_ad)
-    # Whatever this read did not find is gone: say where it went.
-    departed = departure_reasons(reader, known.users - set(users), root)
+    # Whatever this read did not find is gone: say where it went (an entry still in scope
+    # without an e-mail address went nowhere).
+    unmailed = known.users & reader.without_email
+    departed = departure_reasons(reader, known.users - set(users) - unmailed, root)
+    departed |= dict.fromkeys(unmailed, NO_EMAIL)
     return ReadResult(
         users,
         groups,

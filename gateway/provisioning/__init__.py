@@ -14,9 +14,17 @@ from gateway.provisioning.entry import (
     DELETED,
     GONE,
     LEFT_SCOPE,
+    NO_EMAIL,
     DirectoryChange,
     directory_changed,
 )
 
-__all__ = ["DELETED", "GONE", "LEFT_SCOPE", "DirectoryChange", "directory_changed"]
+__all__ = [
+    "DELETED",
+    "GONE",
+    "LEFT_SCOPE",
+    "NO_EMAIL",
+    "DirectoryChange",
+    "directory_changed",
+]
 del _engine

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 DELETED = "deleted from the directory"
 LEFT_SCOPE = "left the sync scope"
 GONE = "no longer in the sync scope (the directory did not say whether moved or deleted)"
+NO_EMAIL = "no e-mail address in the directory"
 
 
 @dataclass
@@ -35,7 +36,8 @@ class DirectoryChange:
     # Users deleted from the directory layer; their rows are gone by the time the engine runs.
     deleted_user_ids: set[str] = field(default_factory=set)
     deleted_group_ids: set[str] = field(default_factory=set)
-    # Deleted user row id -> why it went (DELETED, LEFT_SCOPE, GONE); DELETED when not said.
+    # Deleted user row id -> why it went (DELETED, LEFT_SCOPE, GONE, NO_EMAIL); DELETED when
+    # not said.
     departure_reasons: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:

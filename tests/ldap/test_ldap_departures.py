@@ -145,6 +145,23 @@ def test_openldap_mail_change_resend_says_why_in_the_plan_and_the_event(database
     )
 
 
+def test_openldap_full_run_says_a_user_without_e_mail_was_not_deleted(database, slapd, openldap):
+    db = database
+    people = f"ou=people,{openldap.base}"
+    openldap.user("alice", people)
+    bob = openldap.user("bob", people)
+    org_id = configure(db, {"main": slapd_connector(slapd, openldap.base)})
+    cfg = connector(db, org_id)
+    sync_connector(db, org_id, cfg)
+
+    openldap.replace(bob, mail=[])
+    sync_connector(db, org_id, cfg, kind="full")
+
+    assert statuses(db, org_id)["bob@example.org"] == "revoked"
+    revoked = events(db, org_id, "member.revoked")
+    assert revoked["bob@example.org"]["reason"] == "no e-mail address in the directory"
+
+
 @pytest.fixture
 def limited_slapd(tmp_path):
     """A slapd of one's own that returns at most 6 entries per search to anyone but its root,
