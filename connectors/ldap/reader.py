@@ -172,6 +172,13 @@ def _id_value(attribute: str, external_id: str) -> str:
     return escape_filter_chars(external_id)
 
 
+def _id_filters(attribute: str, ids: list[str]) -> Iterator[str]:
+    """Filters that find the entries of `ids`, LOOKUP_CHUNK at a time."""
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        chunk = ids[start : start + LOOKUP_CHUNK]
+        yield "(|" + "".join(f"({attribute}={_id_value(attribute, i)})" for i in chunk) + ")"
+
+
 def _rid(sid: bytes | None) -> int | None:
     """The relative id: the last sub-authority of a binary SID."""
     if not sid or len(sid) < 12:
@@ -215,7 +222,6 @@ class Reader:
         attributes: list[str],
         *,
         scope: str = SUBTREE,
-        controls: list[tuple[str, bool, object]] | None = None,
     ) -> Iterator[_Entry]:
         """Every entry, page by page; raises unless the server says the search completed."""
         cookie: bytes | None = None
@@ -229,7 +235,6 @@ class Reader:
                     paged_size=self.cfg.page_size if scope == SUBTREE else None,
                     paged_cookie=cookie,
                     time_limit=self.cfg.time_limit,
-                    controls=controls,
                 )
             except LDAPException as exc:
                 stage = "filter" if "filter" in type(exc).__name__.lower() else "search"
@@ -244,8 +249,8 @@ class Reader:
                 entry = _Entry(item["dn"], item["raw_attributes"])
                 self._complete_ranges(entry)
                 yield entry
-            answered = result.get("controls") or {}
-            cookie = (answered.get(PAGED_RESULTS) or {}).get("value", {}).get("cookie")
+            controls = result.get("controls") or {}
+            cookie = (controls.get(PAGED_RESULTS) or {}).get("value", {}).get("cookie")
             if not cookie:
                 return
 
@@ -374,12 +379,7 @@ class Reader:
         stable = {i for i in todo if not i.startswith("dn:")}  # a tombstone has another DN
         if root.is_ad and root.naming_context and stable:
             try:
-                found.deleted = self._look_up(
-                    stable,
-                    f"CN=Deleted Objects,{root.naming_context}",
-                    LEVEL,
-                    [(SHOW_DELETED, True, None)],
-                )
+                found.deleted = self.tombstones(stable, root.naming_context)
             except LdapError as exc:
                 log.info("Deleted Objects not readable (%s); telling by the live directory", exc)
             todo -= found.deleted
@@ -388,7 +388,7 @@ class Reader:
         try:
             if root.naming_context is None:
                 raise LdapError("search", "the server names no naming context holding base_dn")
-            live = self._look_up(todo, root.naming_context, SUBTREE, None)
+            live = self._look_up(todo, root.naming_context)
         except LdapError as exc:
             found.unknown_because = str(exc)
             return found
@@ -396,8 +396,35 @@ class Reader:
         found.deleted |= todo - live
         return found
 
-    def _look_up(self, ids: set[str], base: str, scope: str, controls: list | None) -> set[str]:
-        """Which of `ids` exist under `base`."""
+    def tombstones(self, ids: set[str], naming_context: str) -> set[str]:
+        """AD: which of `ids` (stable ids) are in the Deleted Objects container, read with the
+        Show Deleted control; raises LdapError when it cannot be read (no control, no right)."""
+        unique_id = self.cfg.attributes.unique_id or "objectGUID"
+        container = f"CN=Deleted Objects,{naming_context}"
+        found: set[str] = set()
+        for flt in _id_filters(unique_id, sorted(ids)):
+            try:  # at most LOOKUP_CHUNK answers: one page, no paging
+                self.conn.search(
+                    container,
+                    flt,
+                    search_scope=LEVEL,
+                    attributes=[unique_id],
+                    controls=[(SHOW_DELETED, True, None)],
+                    time_limit=self.cfg.time_limit,
+                )
+            except LDAPException as exc:
+                raise LdapError("search", f"search: reading {container} failed: {exc}") from None
+            if self.conn.result.get("result") != 0:
+                raise self._fail("deleted objects", container, self.conn.result)
+            found |= {
+                _identifier(_Entry(item["dn"], item["raw_attributes"]), unique_id)
+                for item in self.conn.response or []
+                if item.get("type") == "searchResEntry"
+            }
+        return found & ids
+
+    def _look_up(self, ids: set[str], base: str) -> set[str]:
+        """Which of `ids` exist anywhere under `base`."""
         unique_id = self.cfg.attributes.unique_id
         found: set[str] = set()
         by_dn = sorted(i for i in ids if i.startswith("dn:"))
@@ -416,12 +443,8 @@ class Reader:
         rest = sorted(set(ids) - set(by_dn))
         if not rest or not unique_id:
             return found
-        for start in range(0, len(rest), LOOKUP_CHUNK):
-            chunk = rest[start : start + LOOKUP_CHUNK]
-            flt = "(|" + "".join(f"({unique_id}={_id_value(unique_id, i)})" for i in chunk) + ")"
-            for entry in self.search(
-                "departed entries", base, flt, [unique_id], scope=scope, controls=controls
-            ):
+        for flt in _id_filters(unique_id, rest):
+            for entry in self.search("departed entries", base, flt, [unique_id]):
                 found.add(_identifier(entry, unique_id))
         return found & set(ids)
 

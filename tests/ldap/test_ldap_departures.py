@@ -11,7 +11,7 @@ import uuid
 import pytest
 from conftest import ROOT_ENTRY, DirectoryAdmin, ad_connector, configure, connector
 from conftest import openldap_connector as slapd_connector
-from ldap3 import LEVEL, Connection, Server
+from ldap3 import Connection, Server
 from ldap_servers import Slapd, slapd_missing
 from sqlalchemy import select
 
@@ -221,7 +221,7 @@ def test_ad_delta_tells_deleted_users_from_moved_ones_and_deletes_a_deleted_grou
     database, samba_dc, ad, samba_admin
 ):
     from connectors.ldap.connection import connect
-    from connectors.ldap.reader import SHOW_DELETED, Reader
+    from connectors.ldap.reader import Reader
 
     db = database
     outside = f"OU=out-{ad.tag},{samba_dc.base_dn}"  # beside the test OU: out of scope
@@ -252,12 +252,7 @@ def test_ad_delta_tells_deleted_users_from_moved_ones_and_deletes_a_deleted_grou
     bound = connect(cfg)
     try:
         reader = Reader(bound.connection, cfg)
-        tombstones = reader._look_up(
-            {carol_id},
-            f"CN=Deleted Objects,{samba_dc.base_dn}",
-            LEVEL,
-            [(SHOW_DELETED, True, None)],
-        )
+        tombstones = reader.tombstones({carol_id}, samba_dc.base_dn)
     finally:
         bound.close()
     assert tombstones == {carol_id} and uuid.UUID(carol_id)
