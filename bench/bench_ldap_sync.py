@@ -5,7 +5,13 @@ the time of `ldapsearch` paging out the same entries and attributes, the connect
 a fresh SQLite database, a no-change delta, and the process's peak RSS.
 Targets (issue #6): full sync within 2x of ldapsearch, no-change delta under 2 s, under 300 MB.
 
+With --departures, the no-change delta is also run without the identity enumeration that finds
+departures (as before issue #18: the ids "found" are the stored ones, no LDAP search), best of
+--repeat runs each, and the enumeration of the users' scope is timed on its own.
+Target (issue #18): under 2 s added at 100,000 users.
+
     .venv/bin/python bench/bench_ldap_sync.py [--users 20000] [--groups 500] [--no-engine]
+        [--departures] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -69,6 +75,12 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=500)
     parser.add_argument("--no-engine", action="store_true", help="measure the connector alone")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the full sync")
+    parser.add_argument(
+        "--departures",
+        action="store_true",
+        help="also time the no-change delta without the identity enumeration (before/after)",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs per --departures figure")
     args = parser.parse_args()
 
     servers = _servers()
@@ -182,7 +194,71 @@ def run(slapd, work: Path, args: argparse.Namespace) -> None:  # type: ignore[no
         f"{delta.counts['users_read']} entries read, change: {bool(delta.change)})"
     )
     print(f"peak memory (RSS of this process):        {peak_mb:6.0f} MB")
+    if args.departures:
+        departures(db, org_id, cfg, args.repeat, slapd.proc.pid)
     db.dispose()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def departures(db, org_id: str, cfg, repeat: int, slapd_pid: int) -> None:  # type: ignore[no-untyped-def]
+    """The no-change delta with and without the identity enumeration, best of `repeat` each;
+    and the enumeration alone, in wall time and in CPU time of this process and of slapd (CPU
+    time is what a busy machine does not inflate)."""
+    from sqlalchemy import select
+
+    from connectors.ldap import sync as sync_module
+    from connectors.ldap.connection import connect
+    from connectors.ldap.reader import Reader
+    from gateway.store.models import DirectoryGroup, DirectoryUser
+
+    with db.read() as session:
+        stored = {
+            "users": set(session.scalars(select(DirectoryUser.external_id))),
+            "groups": set(session.scalars(select(DirectoryGroup.external_id))),
+        }
+    enumerate_scope = Reader.identities
+
+    def stored_ids(self, kind: str) -> set[str]:  # what a delta saw before: no search at all
+        return set(stored[kind])
+
+    timings: dict[str, list[float]] = {"without": [], "with": []}
+    for _ in range(repeat):
+        for label in ("without", "with"):
+            Reader.identities = stored_ids if label == "without" else enumerate_scope
+            t = time.perf_counter()
+            result = sync_module.sync_connector(db, org_id, cfg)
+            timings[label].append(time.perf_counter() - t)
+            assert result.kind == "delta" and not result.change, result.counts
+    Reader.identities = enumerate_scope
+    bound = connect(cfg)
+    try:
+        reader = Reader(bound.connection, cfg)
+        alone, client_cpu, server_cpu = [], [], []
+        for _ in range(repeat):
+            t, c, s = time.perf_counter(), time.process_time(), _cpu_seconds(slapd_pid)
+            found = reader.identities("users")
+            alone.append(time.perf_counter() - t)
+            client_cpu.append(time.process_time() - c)
+            server_cpu.append(_cpu_seconds(slapd_pid) - s)
+    finally:
+        bound.close()
+    before, after = min(timings["without"]), min(timings["with"])
+    print(f"no-change delta, no identity enumeration (before #18): {before:6.2f} s")
+    print(f"no-change delta, with identity enumeration (after):   {after:6.2f} s")
+    print(f"  added by the enumeration:                            {after - before:6.2f} s")
+    print(
+        f"identity enumeration of the users alone:              {min(alone):6.2f} s  "
+        f"({len(found):,} ids, page_size {cfg.page_size}; best of {repeat})"
+    )
+    print(
+        f"  its CPU time: this process {min(client_cpu):.2f} s, slapd {min(server_cpu):.2f} s "
+        f"(load average now {os.getloadavg()[0]:.1f})"
+    )
 
 
 if __name__ == "__main__":

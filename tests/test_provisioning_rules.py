@@ -554,3 +554,18 @@ def test_move_from_ldap_to_scim_updates_the_member(scim, database, source):
     with database.read() as session:
         assert session.scalar(select(Member.source)) == "scim"
     assert_settled(database, scim.org_id)
+
+
+def test_every_kind_of_change_has_a_line_in_the_plan_summary():
+    """A Plan with a change the summary does not know would fail to print (sync run, plan)."""
+    from gateway.provisioning import plan as plan_module
+    from gateway.provisioning.summary import CATEGORIES
+
+    def concrete(cls):  # type: ignore[no-untyped-def]
+        for sub in cls.__subclasses__():
+            if not sub.__name__.startswith("_"):
+                yield sub
+            yield from concrete(sub)
+
+    counted = {t for _, _, types in CATEGORIES for t in types}
+    assert set(concrete(plan_module.Change)) - counted == set()

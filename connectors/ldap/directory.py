@@ -1,9 +1,11 @@
 """Writing what an LDAP read found into the directory layer of one organization, as a diff.
 
 Does: compare the records of a read with the rows of `source = "ldap:<name>"` and insert, update
-and (after a full read only) delete users, groups and memberships; rows whose content did not
-change are not touched, so a change that matters to nothing the engine uses (a login bumping
-uSNChanged) produces an empty `DirectoryChange`. Returns the change and a readable summary.
+and delete users, groups and memberships (a full read deletes whatever it did not find; a delta
+read the departures its identity enumeration found, each user with the reason why); rows whose
+content did not change are not touched, so a change that matters to nothing the engine uses (a
+login bumping uSNChanged) produces an empty `DirectoryChange`. Returns the change and a readable
+summary.
 Does not: read LDAP, commit, or call the engine (sync.py does both in one transaction).
 """
 
@@ -32,13 +34,16 @@ CHUNK = 500
 
 @dataclass
 class ReadResult:
-    """What one run read. `complete`: a full read, so whatever is missing was deleted."""
+    """What one run read. `complete`: a full read, so whatever is missing is gone; otherwise
+    only the `departed_*` entries are (those the scope no longer holds)."""
 
     users: dict[str, UserRecord]
     groups: dict[str, GroupRecord] | None
     memberships: Memberships | None
     complete: bool
     warnings: list[str] = field(default_factory=list)
+    departed_users: dict[str, str] = field(default_factory=dict)  # external id -> why
+    departed_groups: set[str] = field(default_factory=set)
 
     def release(self) -> None:
         """Let go of the records once the directory layer holds them, so that the engine, which
@@ -82,6 +87,14 @@ def _chunks(items: list, size: int = CHUNK) -> Iterable[list]:
         yield items[i : i + size]
 
 
+def _removed(rows: dict, records: dict, complete: bool, departed: Iterable[str]) -> list[str]:
+    """The stored external ids a read says are gone: after a full read, all it did not find;
+    after a delta, the departures it found that it did not read again."""
+    if complete:
+        return [ext for ext in rows if ext not in records]
+    return [ext for ext in rows if ext in departed and ext not in records]
+
+
 def _changed_fields(old: dict, new: dict) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
@@ -96,10 +109,10 @@ class DirectoryWriter:
 
     def write(self, read: ReadResult) -> tuple[DirectoryChange, Summary]:
         self.summary.warnings.extend(read.warnings)
-        user_ids = self._write_users(read.users, complete=read.complete)
+        user_ids = self._write_users(read.users, read.complete, read.departed_users)
         group_ids = (
-            self._write_groups(read.groups, complete=read.complete)
-            if read.groups is not None
+            self._write_groups(read.groups, read.complete, read.departed_groups)
+            if read.groups is not None or read.departed_groups
             else None
         )
         if read.memberships is not None:
@@ -125,7 +138,9 @@ class DirectoryWriter:
             )
         )
 
-    def _write_users(self, records: dict[str, UserRecord], *, complete: bool) -> dict[str, str]:
+    def _write_users(
+        self, records: dict[str, UserRecord], complete: bool, departed: dict[str, str]
+    ) -> dict[str, str]:
         """Returns external id -> row id of every user row after the write."""
         rows = {
             ext: (row_id, name, resource)
@@ -138,7 +153,7 @@ class DirectoryWriter:
                 ).where(self._scope(DirectoryUser))
             )
         }
-        removed = [ext for ext in rows if ext not in records] if complete else []
+        removed = _removed(rows, records, complete, departed)
         records = self._unique_names(
             records,
             {ext: v[1] for ext, v in rows.items() if ext not in removed},
@@ -152,6 +167,9 @@ class DirectoryWriter:
                 rows[ext][2].get("userName", ext) for ext in removed
             )
             self.change.deleted_user_ids |= set(ids)
+            self.change.departure_reasons |= {
+                rows[ext][0]: departed[ext] for ext in removed if ext in departed
+            }
             self._parents_change(DirectoryGroupMember.user_id, ids)
             self._delete_rows(DirectoryUser, ids)
         updates, renames, inserts = [], [], []
@@ -272,7 +290,10 @@ class DirectoryWriter:
 
     # --- groups -------------------------------------------------------------------------------
 
-    def _write_groups(self, records: dict[str, GroupRecord], *, complete: bool) -> dict[str, str]:
+    def _write_groups(
+        self, records: dict[str, GroupRecord] | None, complete: bool, departed: set[str]
+    ) -> dict[str, str]:
+        records = records if records is not None else {}  # a delta that read no group
         rows = {
             ext: (row_id, name_lower, resource)
             for row_id, ext, name_lower, resource in self.session.execute(
@@ -284,7 +305,7 @@ class DirectoryWriter:
                 ).where(self._scope(DirectoryGroup))
             )
         }
-        removed = [ext for ext in rows if ext not in records] if complete else []
+        removed = _removed(rows, records, complete, departed)
         records = self._unique_names(
             records,
             {ext: v[1] for ext, v in rows.items() if ext not in removed},

@@ -4,21 +4,24 @@ Does: paged, streaming searches that ask only for the attributes the sync needs;
 retrieval of large multi-valued attributes (AD's `member;range=0-1499`); stable identity
 (objectGUID / entryUUID, DN only as fallback); disabled users; memberships from member DNs,
 memberUid and primaryGroupID, nested groups through AD's in-chain rule or client-side with cycle
-protection; the rootDSE facts a delta sync needs. Every search must complete: an error, a time or
-size limit, or a result cut short raises `LdapError`, never a shorter list.
+protection; the rootDSE facts a delta sync needs; the identity-only enumeration of the scope a
+delta uses to see departures, and where a departed entry went (still in the directory, or deleted:
+AD's Deleted Objects with the Show Deleted control). Every search must complete: an error, a time
+or size limit, or a result cut short raises `LdapError`, never a shorter list.
 
 Does not: write to the database (directory.py) or decide between full and delta (sync.py).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ldap3 import BASE, SUBTREE, Connection
+from ldap3 import BASE, LEVEL, SUBTREE, Connection
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 
@@ -29,9 +32,12 @@ from gateway.scim.schema import USER_SCHEMA
 PAGED_RESULTS = "1.2.840.113556.1.4.319"
 IN_CHAIN = "1.2.840.113556.1.4.1941"
 AD_CAPABILITY = "1.2.840.113556.1.4.800"
+SHOW_DELETED = "1.2.840.113556.1.4.417"
+LOOKUP_CHUNK = 50  # ids per OR filter when looking up where departed entries went
 UF_ACCOUNTDISABLE = 2
 
 Progress = Callable[[str, int], None]
+log = logging.getLogger(__name__)
 
 _DN_SPACES = re.compile(r"\s*([,=+])\s*")
 _RANGE = re.compile(r"^(?P<attr>[^;]+);range=(?P<low>\d+)-(?P<high>\d+|\*)$", re.I)
@@ -100,6 +106,17 @@ class RootInfo:
     highest_usn: int | None
     invocation_id: str | None
     server_time: datetime | None
+    naming_context: str | None = None  # the naming context holding base_dn
+
+
+@dataclass
+class Whereabouts:
+    """Where entries that left the sync scope went, by external id."""
+
+    deleted: set[str] = field(default_factory=set)  # deleted from the directory
+    elsewhere: set[str] = field(default_factory=set)  # still in the directory, out of scope
+    # Neither could be told (the lookups failed): why, for the run's warnings.
+    unknown_because: str | None = None
 
 
 class _Entry:
@@ -147,6 +164,23 @@ def _identifier(entry: _Entry, attribute: str | None) -> str:
     return "dn:" + normalize_dn(entry.dn)
 
 
+def _id_value(attribute: str, external_id: str) -> str:
+    """An external id as the filter value that finds its entry (the inverse of `_identifier`)."""
+    if attribute.lower() in ("objectguid", "msds-consistencyguid"):
+        try:
+            return "".join(f"\\{b:02x}" for b in uuid.UUID(external_id).bytes_le)
+        except ValueError:
+            pass
+    return escape_filter_chars(external_id)
+
+
+def _id_filters(attribute: str, ids: list[str]) -> Iterator[str]:
+    """Filters that find the entries of `ids`, LOOKUP_CHUNK at a time."""
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        chunk = ids[start : start + LOOKUP_CHUNK]
+        yield "(|" + "".join(f"({attribute}={_id_value(attribute, i)})" for i in chunk) + ")"
+
+
 def _rid(sid: bytes | None) -> int | None:
     """The relative id: the last sub-authority of a binary SID."""
     if not sid or len(sid) < 12:
@@ -162,6 +196,7 @@ class Reader:
         self.cfg = cfg
         self.progress = progress or (lambda stage, n: None)
         self.warnings: list[str] = []
+        self.without_email: set[str] = set()  # in scope, but skipped: no e-mail to provision
 
     # --- searching ----------------------------------------------------------------------------
 
@@ -288,7 +323,14 @@ class Reader:
                 "the rootDSE",
                 "",
                 "(objectClass=*)",
-                ["highestCommittedUSN", "dsServiceName", "currentTime", "supportedCapabilities"],
+                [
+                    "highestCommittedUSN",
+                    "dsServiceName",
+                    "currentTime",
+                    "supportedCapabilities",
+                    "defaultNamingContext",
+                    "namingContexts",
+                ],
                 scope=BASE,
             )
         )
@@ -308,7 +350,122 @@ class Reader:
         current = root.text("currentTime")
         if current:
             server_time = parse_generalized_time(current)
-        return RootInfo(is_ad, int(usn) if usn else None, invocation_id, server_time)
+        return RootInfo(
+            is_ad,
+            int(usn) if usn else None,
+            invocation_id,
+            server_time,
+            self._naming_context(root),
+        )
+
+    def _naming_context(self, root: _Entry) -> str | None:
+        base = normalize_dn(self.cfg.base_dn)
+        contexts = [c for c in root.texts("namingContexts") if c.strip()]
+        default = root.text("defaultNamingContext")
+        for context in ([default] if default else []) + contexts:
+            if base == normalize_dn(context) or base.endswith("," + normalize_dn(context)):
+                return context
+        return None
+
+    # --- departures ---------------------------------------------------------------------------
+
+    def identities(self, kind: str) -> set[str]:
+        """The external id of every entry in the users' or groups' scope, and nothing else: the
+        stable id and the DN (which every entry carries), no other attribute."""
+        cfg = self.cfg
+        base, flt = (
+            (cfg.user_base, cfg.user_filter)
+            if kind == "users"
+            else (cfg.group_base, cfg.group_filter)
+        )
+        unique_id = cfg.attributes.unique_id
+        return {
+            _identifier(entry, unique_id)
+            for entry in self.search(
+                f"{kind} (identities)", base, flt, [unique_id] if unique_id else []
+            )
+        }
+
+    def whereabouts(self, departed: set[str], root: RootInfo) -> Whereabouts:
+        """Where entries that left the scope went: on AD, first the Deleted Objects container
+        (Show Deleted control; a server without it is asked the second question only); then
+        the whole naming context: an entry still there left the sync scope, one found nowhere
+        was deleted. Lookups that fail leave the answer unknown; they never fail the run."""
+        found = Whereabouts()
+        todo = set(departed)
+        if not todo:
+            return found
+        stable = {i for i in todo if not i.startswith("dn:")}  # a tombstone has another DN
+        if root.is_ad and root.naming_context and stable:
+            try:
+                found.deleted = self.tombstones(stable, root.naming_context)
+            except LdapError as exc:
+                log.info("Deleted Objects not readable (%s); telling by the live directory", exc)
+            todo -= found.deleted
+        if not todo:
+            return found
+        try:
+            if root.naming_context is None:
+                raise LdapError("search", "the server names no naming context holding base_dn")
+            live = self._look_up(todo, root.naming_context)
+        except LdapError as exc:
+            found.unknown_because = str(exc)
+            return found
+        found.elsewhere = live
+        found.deleted |= todo - live
+        return found
+
+    def tombstones(self, ids: set[str], naming_context: str) -> set[str]:
+        """AD: which of `ids` (stable ids) are in the Deleted Objects container, read with the
+        Show Deleted control; raises LdapError when it cannot be read (no control, no right)."""
+        unique_id = self.cfg.attributes.unique_id or "objectGUID"
+        container = f"CN=Deleted Objects,{naming_context}"
+        found: set[str] = set()
+        for flt in _id_filters(unique_id, sorted(ids)):
+            try:  # at most LOOKUP_CHUNK answers: one page, no paging
+                self.conn.search(
+                    container,
+                    flt,
+                    search_scope=LEVEL,
+                    attributes=[unique_id],
+                    controls=[(SHOW_DELETED, True, None)],
+                    time_limit=self.cfg.time_limit,
+                )
+            except LDAPException as exc:
+                raise LdapError("search", f"search: reading {container} failed: {exc}") from None
+            if self.conn.result.get("result") != 0:
+                raise self._fail("deleted objects", container, self.conn.result)
+            found |= {
+                _identifier(_Entry(item["dn"], item["raw_attributes"]), unique_id)
+                for item in self.conn.response or []
+                if item.get("type") == "searchResEntry"
+            }
+        return found & ids
+
+    def _look_up(self, ids: set[str], base: str) -> set[str]:
+        """Which of `ids` exist anywhere under `base`."""
+        unique_id = self.cfg.attributes.unique_id
+        found: set[str] = set()
+        by_dn = sorted(i for i in ids if i.startswith("dn:"))
+        for ext in by_dn:  # no stable id: the entry is known by its DN only
+            try:
+                if any(
+                    True
+                    for _ in self.search(
+                        "a departed entry", ext[3:], "(objectClass=*)", [], scope=BASE
+                    )
+                ):
+                    found.add(ext)
+            except LdapError as exc:
+                if exc.stage != "base_dn":  # not "no such object": the lookup failed
+                    raise
+        rest = sorted(set(ids) - set(by_dn))
+        if not rest or not unique_id:
+            return found
+        for flt in _id_filters(unique_id, rest):
+            for entry in self.search("departed entries", base, flt, [unique_id]):
+                found.add(_identifier(entry, unique_id))
+        return found & set(ids)
 
     # --- users --------------------------------------------------------------------------------
 
@@ -358,6 +515,7 @@ class Reader:
             self.warnings.append(
                 f"skipped {entry.dn}: no e-mail ({a.email}) and no e-mail fallback"
             )
+            self.without_email.add(external_id)
             return None
         given, family = entry.text(a.given_name), entry.text(a.family_name)
         display = entry.text(a.display_name)

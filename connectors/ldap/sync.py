@@ -31,6 +31,7 @@ from connectors.ldap.reader import (
     GroupRecord,
     Memberships,
     Reader,
+    RootInfo,
     UserIndex,
     UserRecord,
     direct_users,
@@ -41,13 +42,20 @@ from connectors.ldap.reader import (
 from gateway.errors import GatewayError
 from gateway.events import record_event
 from gateway.metrics import observe_sync_run
-from gateway.provisioning import DirectoryChange, directory_changed
+from gateway.provisioning import (
+    DELETED,
+    GONE,
+    LEFT_SCOPE,
+    NO_EMAIL,
+    DirectoryChange,
+    directory_changed,
+)
 from gateway.provisioning.apply import ApplyResult
 from gateway.provisioning.engine import plan_summary
 from gateway.provisioning.plan import Plan
 from gateway.provisioning.summary import PlanSummary
 from gateway.store import Database
-from gateway.store.models import DirectoryUser, Organization, SyncRun, utcnow
+from gateway.store.models import DirectoryGroup, DirectoryUser, Organization, SyncRun, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +168,29 @@ def _read_groups(reader: Reader) -> dict[str, GroupRecord]:
     return groups
 
 
-def read_full(reader: Reader, cfg: ConnectorConfig, is_ad: bool) -> ReadResult:
+@dataclass
+class Known:
+    """The external ids the directory layer holds for this connector before the run."""
+
+    users: set[str] = field(default_factory=set)
+    groups: set[str] = field(default_factory=set)
+
+
+def departure_reasons(reader: Reader, departed: set[str], root: RootInfo) -> dict[str, str]:
+    """Why each departed user went, as the member's revoke will say it."""
+    where = reader.whereabouts(departed, root)
+    if where.unknown_because:
+        reader.warnings.append(
+            f"could not tell whether {len(departed - where.deleted)} user(s) that left the "
+            f"sync scope were moved or deleted: {where.unknown_because}"
+        )
+    return {
+        ext: DELETED if ext in where.deleted else LEFT_SCOPE if ext in where.elsewhere else GONE
+        for ext in departed
+    }
+
+
+def read_full(reader: Reader, cfg: ConnectorConfig, root: RootInfo, known: Known) -> ReadResult:
     users: dict[str, UserRecord] = {}
     index = UserIndex()
     for record in reader.users():
@@ -172,25 +202,59 @@ def read_full(reader: Reader, cfg: ConnectorConfig, is_ad: bool) -> ReadResult:
         users[record.external_id] = record
         index.add(record.external_id, record.dn, record.uid, record.primary_group)
     groups = _read_groups(reader)
-    memberships = _memberships(reader, cfg, groups, index, is_ad)
-    return ReadResult(users, groups, memberships, complete=True, warnings=reader.warnings)
+    memberships = _memberships(reader, cfg, groups, index, root.is_ad)
+    # Whatever this read did not find is gone: say where it went (an entry still in scope
+    # without an e-mail address went nowhere).
+    unmailed = known.users & reader.without_email
+    departed = departure_reasons(reader, known.users - set(users) - unmailed, root)
+    departed |= dict.fromkeys(unmailed, NO_EMAIL)
+    return ReadResult(
+        users,
+        groups,
+        memberships,
+        complete=True,
+        warnings=reader.warnings,
+        departed_users=departed,
+    )
 
 
 def read_delta(
-    reader: Reader, cfg: ConnectorConfig, since: str, known_users: set[str], is_ad: bool
+    reader: Reader, cfg: ConnectorConfig, since: str, known: Known, root: RootInfo
 ) -> ReadResult:
-    """Changed users, and when any group changed (or a new user may sit in a primary group or a
-    posixGroup) every group's members again: a member added to a nested group changes only that
-    group, yet every group above it."""
+    """Changed users, and when any group changed (or left the scope, or a new user may sit in a
+    primary group or a posixGroup) every group's members again: a member added to a nested group
+    changes only that group, yet every group above it.
+
+    Departures no change filter sees (an entry moved out of the search base, deleted, or no
+    longer matching the filter) are found by enumerating the ids of everything in scope and
+    comparing them with what the directory layer holds. That enumeration is a read like any
+    other: when it fails, the run fails and nobody is deprovisioned."""
     users = {record.external_id: record for record in reader.users(since)}
     changed_groups = next(iter(reader.groups(since)), None) is not None
-    new_users = any(ext not in known_users for ext in users)
-    if not changed_groups and not (new_users and (cfg.primary_group or cfg.attributes.member_uid)):
-        return ReadResult(users, None, None, complete=False, warnings=reader.warnings)
-    index = reader.user_index()
-    groups = _read_groups(reader)
-    memberships = _memberships(reader, cfg, groups, index, is_ad)
-    return ReadResult(users, groups, memberships, complete=False, warnings=reader.warnings)
+    departed_groups = known.groups - reader.identities("groups")
+    new_users = any(ext not in known.users for ext in users)
+    index: UserIndex | None = None
+    groups = memberships = None
+    if (
+        changed_groups
+        or departed_groups
+        or (new_users and (cfg.primary_group or cfg.attributes.member_uid))
+    ):
+        index = reader.user_index()
+        groups = _read_groups(reader)
+        memberships = _memberships(reader, cfg, groups, index, root.is_ad)
+        departed_groups = known.groups - set(groups)
+    in_scope = set(index.by_dn.values()) if index is not None else reader.identities("users")
+    departed = departure_reasons(reader, known.users - in_scope - set(users), root)
+    return ReadResult(
+        users,
+        groups,
+        memberships,
+        complete=False,
+        warnings=reader.warnings,
+        departed_users=departed,
+        departed_groups=departed_groups,
+    )
 
 
 def _since_filter(cfg: ConnectorConfig, cursor: dict) -> str:
@@ -208,7 +272,7 @@ def _next_timestamp(cfg: ConnectorConfig, started: datetime) -> str:
 
 
 def read_directory(
-    cfg: ConnectorConfig, kind: str, cursor: dict, known_users: set[str], progress: Progress | None
+    cfg: ConnectorConfig, kind: str, cursor: dict, known: Known, progress: Progress | None
 ) -> tuple[str, ReadResult, dict]:
     """(kind actually run, what was read, the next cursor). Raises LdapError on any failure."""
     bound: Bound | None = None
@@ -247,9 +311,9 @@ def read_directory(
                 kind = "full"
         started = root.server_time or started
         if kind == "delta":
-            read = read_delta(reader, cfg, _since_filter(cfg, cursor), known_users, root.is_ad)
+            read = read_delta(reader, cfg, _since_filter(cfg, cursor), known, root)
         else:
-            read = read_full(reader, cfg, root.is_ad)
+            read = read_full(reader, cfg, root, known)
         if cfg.delta == "modify_timestamp":
             next_cursor["timestamp"] = _next_timestamp(cfg, started)
         if cfg.delta == "none":
@@ -295,11 +359,16 @@ def sync_connector(
     clock = time.monotonic()
     with db.read() as session:
         chosen, cursor = choose_kind(session, org_id, cfg, now)
-        known_users = set(
-            session.scalars(
-                select(DirectoryUser.external_id).where(
-                    DirectoryUser.org_id == org_id, DirectoryUser.source == cfg.source
+        known = Known(
+            *(
+                set(
+                    session.scalars(
+                        select(model.external_id).where(
+                            model.org_id == org_id, model.source == cfg.source
+                        )
+                    )
                 )
+                for model in (DirectoryUser, DirectoryGroup)
             )
         )
     if kind == "full":
@@ -333,7 +402,7 @@ def sync_connector(
             session.flush()
             run_id = run.id
     try:
-        ran, read, next_cursor = read_directory(cfg, chosen, cursor, known_users, progress)
+        ran, read, next_cursor = read_directory(cfg, chosen, cursor, known, progress)
         result = _write(db, org_id, cfg, read, ran, next_cursor, run_id, dry_run, now)
     except Exception as exc:
         # Not logged here: the caller reports it once (the scheduler logs it, the CLI prints it).
@@ -430,7 +499,7 @@ def _write(
                     # The whole organization's Plan against the directory layer as this run
                     # would leave it, and what the guard would hold of it; then everything
                     # rolls back.
-                    org, plan = planner(session, org_id)
+                    org, plan = planner(session, org_id, change=change)
                     summary_of_plan = plan_summary(session, org, plan, cfg.source)
                 session.rollback()
             else:

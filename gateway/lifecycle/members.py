@@ -190,10 +190,17 @@ def _queue_invitation(session: Session, org: Organization, member: Member) -> No
 
 
 def resend_invitation(
-    session: Session, org: Organization, member: Member, actor: str, *, automatic: bool = False
+    session: Session,
+    org: Organization,
+    member: Member,
+    actor: str,
+    *,
+    automatic: bool = False,
+    reason: str | None = None,
 ) -> None:
     """A new invitation for an invited member; the previous link stops working. `automatic` is
-    the worker's re-send of an expired one, counted against the organization's allowance."""
+    the worker's re-send of an expired one, counted against the organization's allowance;
+    `reason` says why when it is neither that nor an admin's request (a changed address)."""
     if member.status != "invited":
         raise InvalidTransition(
             f"{member.email} is {member.status}; only invited members get an invitation again"
@@ -207,7 +214,7 @@ def resend_invitation(
         member,
         actor,
         "member.invitation_resent",
-        reason="expired" if automatic else "asked by an admin",
+        reason="expired" if automatic else (reason or "asked by an admin"),
         resend=member.invitation_resends if automatic else None,
     )
 

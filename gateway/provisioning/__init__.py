@@ -10,7 +10,21 @@ anything (the outbox worker does).
 """
 
 from gateway.provisioning import engine as _engine  # registers the deletion hooks
-from gateway.provisioning.entry import DirectoryChange, directory_changed
+from gateway.provisioning.entry import (
+    DELETED,
+    GONE,
+    LEFT_SCOPE,
+    NO_EMAIL,
+    DirectoryChange,
+    directory_changed,
+)
 
-__all__ = ["DirectoryChange", "directory_changed"]
+__all__ = [
+    "DELETED",
+    "GONE",
+    "LEFT_SCOPE",
+    "NO_EMAIL",
+    "DirectoryChange",
+    "directory_changed",
+]
 del _engine

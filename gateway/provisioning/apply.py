@@ -26,6 +26,7 @@ from gateway.provisioning.plan import (
     RemoveMember,
     RemoveMembership,
     RenameGroup,
+    ResendInvitation,
     RestoreMember,
     RevokeAccess,
     RevokeMember,
@@ -190,9 +191,11 @@ class _Applier:
             # Unique per organization: write now, in Plan order, so a freed value is free.
             self.session.flush()
         self.event("member.updated", "member", member.id, email=member.email, changes=detail)
-        if "email" in detail and member.status == "invited":
-            # The link went to the old address: whoever holds it must not accept for this member.
-            lifecycle.resend_invitation(self.session, self.org, member, self.actor)
+
+    def resend_invitation(self, c: ResendInvitation) -> None:
+        member = self.members[c.member_id]
+        if member.status == "invited":  # planned from what it was; accepted since: nothing to do
+            lifecycle.resend_invitation(self.session, self.org, member, self.actor, reason=c.reason)
 
     def restore_member(self, c: RestoreMember) -> None:
         lifecycle.restore(
@@ -354,6 +357,7 @@ _ONE_BY_ONE = {
     CreateGroup: _Applier.create_group,
     UpdateMember: _Applier.update_member,
     RestoreMember: _Applier.restore_member,
+    ResendInvitation: _Applier.resend_invitation,
     InviteMember: _Applier.invite_member,
     ChangeRole: _Applier.change_role,
     RemoveMembership: _Applier.remove_membership,

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from gateway.provisioning.entry import DELETED
 from gateway.provisioning.plan import (
+    MAIL_CHANGED,
     AddMembership,
     AdoptGroup,
     Change,
@@ -27,14 +29,13 @@ from gateway.provisioning.plan import (
     RemoveMember,
     RemoveMembership,
     RenameGroup,
+    ResendInvitation,
     RestoreMember,
     RevokeAccess,
     RevokeMember,
     UpdateMember,
 )
 from mappings import DesiredGroup, DesiredMember
-
-ORPHAN_REASON = "deleted from the directory"
 
 
 @dataclass(frozen=True)
@@ -186,9 +187,13 @@ def diff_members(
     *,
     deprovision: str,
     orphans_considered: bool | set[str] = True,
+    orphan_reasons: dict[str, str] | None = None,
 ) -> MemberOutcome:
     """`orphans_considered`: True to deprovision every loaded managed member no directory user
-    has (full reconcile), or the member ids the caller knows lost their user (incremental)."""
+    has (full reconcile), or the member ids the caller knows lost their user (incremental);
+    `orphan_reasons`: why, per member id, as the source told it (else "deleted from the
+    directory")."""
+    orphan_reasons = orphan_reasons or {}
     wanted = sorted(desired, key=lambda d: d.directory_user_id)
     members = state.members
     by_link = {m.directory_user_id: m for m in members.values() if m.directory_user_id}
@@ -296,9 +301,13 @@ def diff_members(
             values.append(("directory_user_id", m.directory_user_id, d.directory_user_id))
         if d.source != m.source:
             values.append(("source", m.source, d.source))
-        email = d.email if any(v[0] == "email" for v in values) else m.email
+        mail_moved = any(v[0] == "email" for v in values)
+        email = d.email if mail_moved else m.email
         if values:
             out.changes.append(UpdateMember(member_id=m.id, email=m.email, values=tuple(values)))
+        if mail_moved and m.status == "invited":
+            # The link went to the old address: whoever holds it must not accept for them.
+            out.changes.append(ResendInvitation(member_id=m.id, email=email, reason=MAIL_CHANGED))
         if m.status == "revoked":
             out.changes.append(RestoreMember(member_id=m.id, email=email))
         if d.role is not None and d.role != m.role:
@@ -346,7 +355,7 @@ def diff_members(
             out.freed_emails.add(m.email_lower)
             if m.external_id is not None:
                 out.freed_external_ids.add(m.external_id)
-            deprovision_member(m, ORPHAN_REASON)
+            deprovision_member(m, orphan_reasons.get(m.id, DELETED))
     return out
 
 

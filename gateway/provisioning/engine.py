@@ -49,7 +49,7 @@ def _user_deleted(mapper: Mapper, connection: Connection, target: DirectoryUser)
     ids = connection.execute(
         select(Member.id).where(Member.directory_user_id == target.id)
     ).scalars()
-    session.info.setdefault(_ORPHANS, set()).update(ids)
+    session.info.setdefault(_ORPHANS, {}).update(dict.fromkeys(ids, target.id))
 
 
 @event.listens_for(DirectoryGroup, "before_delete")
@@ -81,7 +81,8 @@ def _group_deleted(mapper: Mapper, connection: Connection, target: DirectoryGrou
 def change_delta(session: Session, change: DirectoryChange) -> DirectoryDelta:
     """What `change` reached, in terms the incremental reconcile loads; read in the change's own
     transaction (deleted rows are only known there)."""
-    orphans = session.info.pop(_ORPHANS, set())
+    lost: dict[str, str] = session.info.pop(_ORPHANS, {})  # member id -> its user's row id
+    orphans = set(lost)
     if change.deleted_user_ids and not orphans:
         # Deleted without the ORM (a bulk DELETE): the members whose link just went are the
         # managed ones left without a directory user and not yet deprovisioned.
@@ -107,6 +108,11 @@ def change_delta(session: Session, change: DirectoryChange) -> DirectoryDelta:
     return DirectoryDelta(
         user_ids=set(change.user_ids),
         orphaned_member_ids=orphans,
+        orphan_reasons={
+            member: change.departure_reasons[user]
+            for member, user in lost.items()
+            if user in change.departure_reasons
+        },
         users_below_deleted=session.info.pop(_BELOW, set()),
         group_ids=group_ids,
     )
@@ -131,14 +137,20 @@ def apply_delta(
 
 
 def plan_org(
-    session: Session, org_key: str, *, to_apply: bool = False
+    session: Session,
+    org_key: str,
+    *,
+    to_apply: bool = False,
+    change: DirectoryChange | None = None,
 ) -> tuple[Organization, Plan]:
     """The full reconcile's Plan; `to_apply`: the caller applies it in this transaction, so it is
-    planned under the organization's reconcile lock."""
+    planned under the organization's reconcile lock; `change`: the directory change a dry run
+    just wrote (its departures keep the reasons the source gave)."""
     org = find_org(session, org_key)
     if to_apply:
         lock_org(session, org.id)
-    return org, reconcile_full(session, org)
+    reasons = change_delta(session, change).orphan_reasons if change is not None else None
+    return org, reconcile_full(session, org, orphan_reasons=reasons)
 
 
 def plan_summary(

@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     from gateway.provisioning.apply import ApplyResult
 
 
+# Why a directory user went, as a source tells it (the member's revoke or removal says so).
+DELETED = "deleted from the directory"
+LEFT_SCOPE = "left the sync scope"
+GONE = "no longer in the sync scope (the directory did not say whether moved or deleted)"
+NO_EMAIL = "no e-mail address in the directory"
+
+
 @dataclass
 class DirectoryChange:
     org_id: str
@@ -29,6 +36,9 @@ class DirectoryChange:
     # Users deleted from the directory layer; their rows are gone by the time the engine runs.
     deleted_user_ids: set[str] = field(default_factory=set)
     deleted_group_ids: set[str] = field(default_factory=set)
+    # Deleted user row id -> why it went (DELETED, LEFT_SCOPE, GONE, NO_EMAIL); DELETED when
+    # not said.
+    departure_reasons: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(

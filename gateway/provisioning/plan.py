@@ -134,6 +134,32 @@ class RestoreMember(Change):
         return f"{self.reason}: back to the status before the revoke"
 
 
+MAIL_CHANGED = "the e-mail address changed in the directory"
+
+
+@dataclass(frozen=True)
+class _MemberBecause(Change):
+    """A change to one member whose detail is why."""
+
+    member_id: str
+    email: str
+    reason: str
+
+    def target(self) -> str:
+        return f"member {self.email}"
+
+    def detail(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True)
+class ResendInvitation(_MemberBecause):
+    """A fresh invitation to an invited member's new address; the old link stops working."""
+
+    KIND: ClassVar[str] = "member.resend_invitation"
+    PHASE: ClassVar[int] = 4  # after the UpdateMember that moved the address
+
+
 @dataclass(frozen=True)
 class InviteMember(Change):
     KIND: ClassVar[str] = "member.invite"
@@ -254,33 +280,15 @@ class RemoveMembership(Change):
 
 
 @dataclass(frozen=True)
-class RevokeMember(Change):
+class RevokeMember(_MemberBecause):
     KIND: ClassVar[str] = "member.revoke"
     PHASE: ClassVar[int] = 10
-    member_id: str
-    email: str
-    reason: str
-
-    def target(self) -> str:
-        return f"member {self.email}"
-
-    def detail(self) -> str:
-        return self.reason
 
 
 @dataclass(frozen=True)
-class RemoveMember(Change):
+class RemoveMember(_MemberBecause):
     KIND: ClassVar[str] = "member.remove"
     PHASE: ClassVar[int] = 10
-    member_id: str
-    email: str
-    reason: str
-
-    def target(self) -> str:
-        return f"member {self.email}"
-
-    def detail(self) -> str:
-        return self.reason
 
 
 @dataclass(frozen=True)
@@ -308,6 +316,7 @@ CHANGE_TYPES: dict[str, type[Change]] = {
         CreateGroup,
         UpdateMember,
         RestoreMember,
+        ResendInvitation,
         InviteMember,
         ChangeRole,
         AddMembership,

@@ -439,6 +439,8 @@ class DirectoryDelta:
     user_ids: set[str] = field(default_factory=set)
     # Members whose directory user was deleted (their link is already gone).
     orphaned_member_ids: set[str] = field(default_factory=set)
+    # Why, per orphaned member id, as the source told it (left the sync scope, deleted, ...).
+    orphan_reasons: dict[str, str] = field(default_factory=dict)
     # Users that were below groups deleted in this change.
     users_below_deleted: set[str] = field(default_factory=set)
     # Directory groups the change wrote, deleted, or gave or took a parent (the groups below a
@@ -451,7 +453,13 @@ def _current_digests(index: GroupIndex) -> dict[str, Digest]:
     return {gid: (index.digest(gid), index.target(gid)) for gid in index.groups}
 
 
-def reconcile_full(session: Session, org: Organization, *, mapping: Mapping | None = None) -> Plan:
+def reconcile_full(
+    session: Session,
+    org: Organization,
+    *,
+    mapping: Mapping | None = None,
+    orphan_reasons: dict[str, str] | None = None,
+) -> Plan:
     """The whole organization: every directory user of every source against every member."""
     mapping = mapping if mapping is not None else org_mapping(session, org.id)
     settings = OrgSettings.of(org)
@@ -462,7 +470,14 @@ def reconcile_full(session: Session, org: Organization, *, mapping: Mapping | No
     load_group_layer(session, org.id, state)
     load_all_members(session, org.id, state)
     groups = diff_groups(desired_groups, state)
-    members = diff_members(desired, state, desired_groups, groups, deprovision=settings.deprovision)
+    members = diff_members(
+        desired,
+        state,
+        desired_groups,
+        groups,
+        deprovision=settings.deprovision,
+        orphan_reasons=orphan_reasons,
+    )
     plan = assemble(org.id, groups, members, state)
     current = _current_digests(index)
     plan.group_digests = {g: v for g, v in current.items() if stored.get(g) != v}
@@ -568,6 +583,7 @@ def reconcile_delta(session: Session, org: Organization, delta: DirectoryDelta) 
             groups,
             deprovision=settings.deprovision,
             orphans_considered=orphans,
+            orphan_reasons=delta.orphan_reasons,
         )
         plan = assemble(org.id, groups, members, state)
         # Who else this Plan reaches: members of groups it takes over, and users waiting for an

@@ -30,6 +30,7 @@ from gateway.provisioning.plan import (
     RemoveMember,
     RemoveMembership,
     RenameGroup,
+    ResendInvitation,
     RestoreMember,
     RevokeAccess,
     RevokeMember,
@@ -40,7 +41,7 @@ from gateway.tables import table_lines
 # (JSON key, label, the change types counted under it), in the order the table shows them.
 CATEGORIES: tuple[tuple[str, str, tuple[type[Change], ...]], ...] = (
     ("invites", "invites", (InviteMember,)),
-    ("updates", "updates", (UpdateMember, ChangeRole)),
+    ("updates", "updates", (UpdateMember, ChangeRole, ResendInvitation)),
     ("revokes", "revokes", (RevokeMember, RemoveMember)),
     ("restores", "restores", (RestoreMember,)),
     ("group_adds", "group adds", (AddMembership,)),

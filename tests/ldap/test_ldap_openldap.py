@@ -94,9 +94,7 @@ def test_openldap_rename_and_move_keep_identity_and_membership(sqlite_database, 
     assert result.change.deleted_user_ids == set()
 
 
-def test_openldap_deleted_user_is_removed_by_the_full_sync_not_by_a_delta(
-    sqlite_database, slapd, openldap
-):
+def test_openldap_deleted_user_is_removed_by_the_next_delta(sqlite_database, slapd, openldap):
     db = sqlite_database
     people, groups = f"ou=people,{openldap.base}", f"ou=groups,{openldap.base}"
     alice = openldap.user("alice", people)
@@ -109,14 +107,13 @@ def test_openldap_deleted_user_is_removed_by_the_full_sync_not_by_a_delta(
 
     openldap.delete(bob)
     delta = sync_connector(db, org_id, cfg)
-    assert delta.kind == "delta"
-    state = DirectoryState(db, org_id)
-    assert "bob@example.org" in state.users  # a delta never deletes users
-    assert state.members["devs"] == {"alice@example.org"}  # but refint changed the group
 
-    full = sync_connector(db, org_id, cfg, kind="full")
-    assert full.change.deleted_user_ids == {bob_id}
-    assert set(DirectoryState(db, org_id).users) == {"alice@example.org"}
+    assert delta.kind == "delta"
+    assert delta.change.deleted_user_ids == {bob_id}
+    assert delta.change.departure_reasons == {bob_id: "deleted from the directory"}
+    state = DirectoryState(db, org_id)
+    assert set(state.users) == {"alice@example.org"}
+    assert state.members["devs"] == {"alice@example.org"}
 
 
 def test_openldap_delta_applies_only_changes(sqlite_database, slapd, openldap):
