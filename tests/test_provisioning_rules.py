@@ -529,15 +529,16 @@ def test_move_from_ldap_to_scim_updates_the_member(scim, database, source):
             source=source,
             user_name="alee",
             user_name_lower="alee",
+            # As the LDAP reader writes it: the e-mail rules (the connector's and the
+            # mapping's attributes.ldap) were applied when the entry was read.
             resource={
                 "userName": "alee",
-                "urn:scimgate:params:ldap:attributes": {"mail": "A.Lee@acme.com"},
+                "emails": [{"value": "A.Lee@acme.com", "type": "work", "primary": True}],
             },
         )
         session.add(row)
         session.flush()
         directory_changed(session, DirectoryChange(scim.org_id, source, source, user_ids={row.id}))
-    apply_mapping(database, scim.org_id, "attributes: {ldap: {email_attribute: mail}}\n")
     assert members(database, scim.org_id)["a.lee@acme.com"]["status"] == "invited"
     with database.transaction() as session:
         row = session.scalar(select(DirectoryUser))
