@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from gateway import metrics
 from gateway.cli_context import (
     CliContext,
     handle_errors,
@@ -140,6 +141,7 @@ def serve(
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    metrics.count_into_files()
 
     from gateway.serve import run_gunicorn
 

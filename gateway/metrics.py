@@ -18,6 +18,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
@@ -120,6 +121,14 @@ def observe_request(route: str | None, method: str, status: int, seconds: float)
         )
     children[0].inc()
     children[1].observe(seconds)
+
+
+def count_into_files() -> None:
+    """From now on, series count into PROMETHEUS_MULTIPROC_DIR. prometheus_client chooses how a
+    series keeps its value once, when it is imported, and the CLI imports it (through the
+    commands that observe runs) before `serve` has set the directory; every series here has
+    labels, so each one is made on first use, after this."""
+    values.ValueClass = values.get_value_class()
 
 
 def observe_sync_run(kind: str, status: str, seconds: float) -> None:
